@@ -39,7 +39,7 @@ impl ContentHeader {
         let body_size = u64::from_be_bytes(size);
         let raw_properties = payload.slice(12..);
         let properties = match parse_properties(&raw_properties[..]) {
-            Ok((rest, p)) if rest.is_empty() => p,
+            Ok((&[], p)) => p,
             _ => return Err(ContentHeaderError),
         };
         Ok(ContentHeader {

@@ -61,7 +61,10 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, Frame
         return Ok(None);
     }
     let kind = buf[0];
-    if !matches!(kind, FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT) {
+    if !matches!(
+        kind,
+        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
+    ) {
         return Err(FrameError::UnknownType(kind));
     }
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
@@ -111,9 +114,15 @@ mod tests {
         assert_eq!(decode(&mut buf, 4096), Ok(None));
         buf.extend_from_slice(&all[5..]);
         let f = decode(&mut buf, 4096).unwrap().unwrap();
-        assert_eq!((f.kind, f.channel, &f.payload[..]), (FRAME_METHOD, 1, &b"abc"[..]));
+        assert_eq!(
+            (f.kind, f.channel, &f.payload[..]),
+            (FRAME_METHOD, 1, &b"abc"[..])
+        );
         let f = decode(&mut buf, 4096).unwrap().unwrap();
-        assert_eq!((f.kind, f.channel, &f.payload[..]), (FRAME_BODY, 2, &b"hello"[..]));
+        assert_eq!(
+            (f.kind, f.channel, &f.payload[..]),
+            (FRAME_BODY, 2, &b"hello"[..])
+        );
         assert!(buf.is_empty());
     }
 

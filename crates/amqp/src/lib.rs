@@ -23,3 +23,10 @@ pub use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, Sho
 /// The protocol header a 0-9-1 client sends first, and that a server answers with when it
 /// does not support the header it was given.
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
+
+/// Decodes a length-prefixed field table (used for SASL AMQPLAIN responses).
+pub fn decode_field_table(bytes: &[u8]) -> Option<FieldTable> {
+    amq_protocol::types::parsing::parse_field_table(bytes)
+        .ok()
+        .map(|(_, t)| t)
+}

@@ -52,6 +52,12 @@ impl Outgoing {
         std::mem::take(&mut self.chunks)
     }
 
+    /// Bytes that are not a frame (the protocol header sent back to a client that offered an
+    /// unsupported version).
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.scratch.put_slice(bytes);
+    }
+
     pub fn heartbeat(&mut self) {
         self.scratch
             .put_slice(&[FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END]);

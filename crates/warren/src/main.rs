@@ -1,20 +1,71 @@
-//! The `warren` binary: one executable for every role (server, ctl, lb, vrrp, perf, up).
+//! The `warren` binary: one executable for every role (server, lb, vrrp; ctl, perf and up
+//! as they land).
 //!
-//! `lb` and `vrrp` take HAProxy's and keepalived's own flags (`-db`, `-sf PID...`), which do not
-//! fit a clap grammar, so their arguments are handed over untouched. Every role builds its own
-//! tokio runtime because daemonising (`fork`) must happen before any runtime thread exists.
+//! `lb` and `vrrp` take HAProxy's and keepalived's own flags (`-db`, `-sf PID...`), which do
+//! not fit a clap grammar, so their arguments are handed over untouched. Every role builds its
+//! own tokio runtime because daemonising (`fork`) must happen before any runtime thread
+//! exists.
+
+mod config;
+mod daemon;
+mod server;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "warren",
+    version,
+    about = "A RabbitMQ-compatible message broker, with an HAProxy-compatible load balancer and a keepalived-compatible VRRP speaker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker node (like `rabbitmq-server`).
+    Server(server::ServerArgs),
+    /// Run the load balancer with HAProxy's flags (`warren lb -f haproxy.cfg`).
+    Lb {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Run the VRRP speaker with keepalived's flags (`warren vrrp -f keepalived.conf`).
+    Vrrp {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
+    // Pass-through roles first, so that their flags never meet clap.
     match args.get(1).and_then(|a| a.to_str()) {
-        Some("lb") => warren_lb::main(args.split_off(2)),
-        Some("vrrp") => warren_vrrp::main(args.split_off(2)),
-        _ => {
-            eprintln!("usage: warren <server|lb|vrrp> ...");
-            ExitCode::from(64)
+        Some("lb") => return warren_lb::main(args.split_off(2)),
+        Some("vrrp") => return warren_vrrp::main(args.split_off(2)),
+        _ => {}
+    }
+    // `rabbitmq-server -detached` uses a single dash; accept it as RabbitMQ users type it.
+    for a in args.iter_mut() {
+        if a == "-detached" {
+            *a = OsString::from("--detached");
         }
+    }
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 64 } else { 0 });
+        }
+    };
+    match cli.command {
+        Command::Server(a) => server::run(a),
+        Command::Lb { args } => warren_lb::main(args),
+        Command::Vrrp { args } => warren_vrrp::main(args),
     }
 }

@@ -1,0 +1,213 @@
+//! Users, their tags and per-vhost permissions, and SASL credential parsing.
+//!
+//! Permissions are RabbitMQ's three regular expressions (configure, write, read) per user
+//! and vhost, matched unanchored as RabbitMQ does; the empty string matches nothing.
+//! `loopback_users` (default: guest) may only log in from a loopback address.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::RwLock;
+
+use regex::Regex;
+
+#[derive(Clone)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+    pub tags: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Permission {
+    pub configure: Regex,
+    pub write: Regex,
+    pub read: Regex,
+}
+
+impl Permission {
+    pub fn new(configure: &str, write: &str, read: &str) -> Result<Self, regex::Error> {
+        let compile = |p: &str| Regex::new(if p.is_empty() { "^$" } else { p });
+        Ok(Permission {
+            configure: compile(configure)?,
+            write: compile(write)?,
+            read: compile(read)?,
+        })
+    }
+}
+
+/// What an operation needs on a resource.
+#[derive(Clone, Copy, Debug)]
+pub enum Access {
+    Configure,
+    Write,
+    Read,
+}
+
+/// Why a login failed (logged, never told to the client beyond ACCESS_REFUSED).
+#[derive(Debug)]
+pub enum LoginError {
+    UnknownUser,
+    BadPassword,
+    LoopbackOnly,
+}
+
+#[derive(Default)]
+pub struct Auth {
+    users: RwLock<HashMap<String, User>>,
+    permissions: RwLock<HashMap<(String, String), Permission>>,
+    loopback_users: RwLock<Vec<String>>,
+}
+
+impl Auth {
+    pub fn add_user(&self, name: &str, password: &str, tags: &[&str]) {
+        self.users
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                name.to_string(),
+                User {
+                    name: name.to_string(),
+                    password: password.to_string(),
+                    tags: tags.iter().map(|t| t.to_string()).collect(),
+                },
+            );
+    }
+
+    pub fn delete_user(&self, name: &str) -> bool {
+        self.permissions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(u, _), _| u != name);
+        self.users
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .is_some()
+    }
+
+    pub fn set_permissions(&self, user: &str, vhost: &str, perm: Permission) {
+        self.permissions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((user.to_string(), vhost.to_string()), perm);
+    }
+
+    pub fn set_loopback_users(&self, users: Vec<String>) {
+        *self
+            .loopback_users
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = users;
+    }
+
+    pub fn login(&self, user: &str, password: &str, peer: IpAddr) -> Result<User, LoginError> {
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        let u = users.get(user).ok_or(LoginError::UnknownUser)?;
+        if u.password != password {
+            return Err(LoginError::BadPassword);
+        }
+        let loopback = match peer {
+            IpAddr::V4(a) => a.is_loopback(),
+            IpAddr::V6(a) => {
+                a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        };
+        if !loopback
+            && self
+                .loopback_users
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .any(|l| l == user)
+        {
+            return Err(LoginError::LoopbackOnly);
+        }
+        Ok(u.clone())
+    }
+
+    pub fn can_access_vhost(&self, user: &str, vhost: &str) -> bool {
+        self.permissions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&(user.to_string(), vhost.to_string()))
+    }
+
+    pub fn check(&self, user: &str, vhost: &str, access: Access, resource: &str) -> bool {
+        let perms = self.permissions.read().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = perms.get(&(user.to_string(), vhost.to_string())) else {
+            return false;
+        };
+        match access {
+            Access::Configure => p.configure.is_match(resource),
+            Access::Write => p.write.is_match(resource),
+            Access::Read => p.read.is_match(resource),
+        }
+    }
+}
+
+/// Extracts (user, password) from a `connection.start-ok` response.
+pub fn parse_credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
+    match mechanism {
+        // PLAIN: authzid NUL authcid NUL password
+        "PLAIN" => {
+            let mut parts = response.split(|b| *b == 0);
+            let _authzid = parts.next()?;
+            let user = parts.next()?;
+            let pass = parts.next()?;
+            Some((
+                String::from_utf8(user.to_vec()).ok()?,
+                String::from_utf8(pass.to_vec()).ok()?,
+            ))
+        }
+        // AMQPLAIN: a field table without its length prefix, keys LOGIN and PASSWORD.
+        "AMQPLAIN" => {
+            let mut framed = (response.len() as u32).to_be_bytes().to_vec();
+            framed.extend_from_slice(response);
+            let table = warren_amqp::decode_field_table(&framed)?;
+            let get = |k: &str| table.inner().get(k).and_then(crate::args::as_str);
+            Some((get("LOGIN")?, get("PASSWORD")?))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_credentials() {
+        assert_eq!(
+            parse_credentials("PLAIN", b"\0guest\0secret"),
+            Some(("guest".into(), "secret".into()))
+        );
+        assert_eq!(parse_credentials("PLAIN", b"guest"), None);
+    }
+
+    #[test]
+    fn empty_permission_matches_nothing() {
+        let p = Permission::new("", ".*", "^amq\\.").unwrap();
+        assert!(!p.configure.is_match("q"));
+        assert!(p.write.is_match("q"));
+        assert!(p.read.is_match("amq.gen-1"));
+        assert!(!p.read.is_match("q"));
+    }
+
+    #[test]
+    fn guest_is_loopback_only() {
+        let a = Auth::default();
+        a.add_user("guest", "guest", &["administrator"]);
+        a.set_loopback_users(vec!["guest".into()]);
+        assert!(a
+            .login("guest", "guest", "127.0.0.1".parse().unwrap())
+            .is_ok());
+        assert!(a.login("guest", "guest", "::1".parse().unwrap()).is_ok());
+        assert!(matches!(
+            a.login("guest", "guest", "198.18.0.5".parse().unwrap()),
+            Err(LoginError::LoopbackOnly)
+        ));
+        assert!(matches!(
+            a.login("guest", "nope", "127.0.0.1".parse().unwrap()),
+            Err(LoginError::BadPassword)
+        ));
+    }
+}

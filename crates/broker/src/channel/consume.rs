@@ -1,0 +1,192 @@
+//! Consuming on a channel: consumers, `basic.get`, acknowledgements, `basic.qos` and
+//! `basic.recover`.
+//!
+//! Prefetch follows RabbitMQ rather than the spec: `global=false` limits each consumer
+//! created afterwards, `global=true` limits the channel as a whole.
+
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+
+use rand::Rng;
+use warren_amqp::reply::{AmqpError, NOT_ALLOWED, NOT_IMPLEMENTED};
+use warren_amqp::{basic, AMQPClass, ShortString};
+
+use super::link::{Consumer, Unacked};
+use super::{declare, Channel, Ctx};
+use crate::args;
+use crate::auth::Access;
+use crate::queue::{ConsumeError, Queue};
+
+impl Channel {
+    pub(super) fn consume(&mut self, ctx: &Ctx<'_>, m: basic::Consume) -> Result<(), AmqpError> {
+        let name = self.queue_name(&m.queue)?;
+        ctx.check(Access::Read, "queue", &name)?;
+        let q = self.find_queue(ctx, &name)?;
+        let tag = if m.consumer_tag.as_str().is_empty() {
+            let mut rng = rand::rng();
+            format!(
+                "amq.ctag-{:016x}{:06x}",
+                rng.random::<u64>(),
+                self.next_consumer_tag
+            )
+        } else {
+            m.consumer_tag.to_string()
+        };
+        self.next_consumer_tag += 1;
+        if self.consumers.contains_key(&tag) {
+            return Err(AmqpError::new(
+                NOT_ALLOWED,
+                format!("attempt to reuse consumer tag '{tag}'"),
+            ));
+        }
+        let priority = args::get(&m.arguments, "x-priority")
+            .and_then(args::as_i64)
+            .unwrap_or(0);
+        let consumer = Arc::new(Consumer {
+            tag: tag.clone(),
+            link: self.link.clone(),
+            no_ack: m.no_ack,
+            exclusive: m.exclusive,
+            priority,
+            prefetch: self.consumer_prefetch,
+            unacked: AtomicU32::new(0),
+            notify_cancel: ctx.consumer_cancel_notify,
+        });
+        let id = self.id;
+        let nowait = m.nowait;
+        // consume-ok must reach the client before the first delivery, so it is written from
+        // inside the queue's lock, just before the queue starts dispatching to the consumer.
+        q.add_consumer(consumer, || {
+            if !nowait {
+                let ok = AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                    consumer_tag: ShortString::from(tag.clone()),
+                }));
+                ctx.wire.send(|out| out.method(id, &ok));
+            }
+        })
+        .map_err(|ConsumeError::ExclusiveUse| {
+            AmqpError::access_refused(format!(
+                "queue '{name}' in vhost '{}' in exclusive use",
+                ctx.vhost.name
+            ))
+        })?;
+        self.consumers.insert(tag, q);
+        Ok(())
+    }
+
+    pub(super) fn cancel(&mut self, ctx: &Ctx<'_>, m: basic::Cancel) -> Result<(), AmqpError> {
+        let tag = m.consumer_tag.to_string();
+        if let Some(q) = self.consumers.remove(&tag) {
+            if q.remove_consumer(&self.link, &tag) {
+                declare::delete_queue_now(ctx, &q);
+            }
+        }
+        if !m.nowait {
+            self.reply(
+                ctx,
+                AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
+                    consumer_tag: m.consumer_tag,
+                })),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn get(&mut self, ctx: &Ctx<'_>, m: basic::Get) -> Result<(), AmqpError> {
+        let name = self.queue_name(&m.queue)?;
+        ctx.check(Access::Read, "queue", &name)?;
+        let q = self.find_queue(ctx, &name)?;
+        match q.get(m.no_ack) {
+            Some((entry, left)) => self.link.record_get(&q, &entry, m.no_ack, left),
+            None => self.reply(
+                ctx,
+                AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+            ),
+        }
+        Ok(())
+    }
+
+    pub(super) fn qos(&mut self, ctx: &Ctx<'_>, m: basic::Qos) -> Result<(), AmqpError> {
+        let count = m.prefetch_count as u32;
+        if m.global {
+            self.link.state().global_prefetch = count;
+        } else {
+            self.consumer_prefetch = count;
+        }
+        self.reply(
+            ctx,
+            AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
+        );
+        self.kick_consumed_queues();
+        Ok(())
+    }
+
+    pub(super) fn recover(&mut self, _ctx: &Ctx<'_>, requeue: bool) -> Result<(), AmqpError> {
+        if !requeue {
+            return Err(AmqpError::new(NOT_IMPLEMENTED, "requeue=false"));
+        }
+        let all = self.link.take_unacked(0, true).unwrap_or_default();
+        requeue_all(all);
+        Ok(())
+    }
+
+    pub(super) fn settle_or_buffer(
+        &mut self,
+        ctx: &Ctx<'_>,
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+        ack: bool,
+    ) -> Result<(), AmqpError> {
+        if self.publish.in_tx() {
+            self.publish.buffer_settle(tag, multiple, requeue, ack);
+            return Ok(());
+        }
+        self.settle(ctx, tag, multiple, requeue, ack)
+    }
+
+    /// Applies an ack, or a nack/reject with or without requeue.
+    pub(super) fn settle(
+        &mut self,
+        _ctx: &Ctx<'_>,
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+        ack: bool,
+    ) -> Result<(), AmqpError> {
+        let taken = self
+            .link
+            .take_unacked(tag, multiple)
+            .ok_or_else(|| AmqpError::precondition(format!("unknown delivery tag {tag}")))?;
+        if !ack && requeue {
+            requeue_all(taken);
+        } else {
+            for (q, entries) in group_by_queue(taken) {
+                q.settle(entries.len());
+            }
+        }
+        if self.link.state().global_prefetch != 0 {
+            self.kick_consumed_queues();
+        }
+        Ok(())
+    }
+}
+
+/// Consecutive deliveries from one queue are grouped so each queue is locked once.
+fn group_by_queue(unacked: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<crate::queue::Entry>)> {
+    let mut groups: Vec<(Arc<Queue>, Vec<crate::queue::Entry>)> = Vec::new();
+    for u in unacked {
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, v)) => v.push(u.entry),
+            None => groups.push((u.queue, vec![u.entry])),
+        }
+    }
+    groups
+}
+
+/// Returns deliveries to their queues, marked redelivered.
+pub fn requeue_all(unacked: Vec<Unacked>) {
+    for (q, entries) in group_by_queue(unacked) {
+        q.requeue(entries);
+    }
+}

@@ -1,0 +1,295 @@
+//! Declaring, deleting, binding and purging exchanges and queues on a channel.
+//!
+//! Permission checks follow RabbitMQ: declare/delete need *configure* on the resource,
+//! binding needs *write* on the destination and *read* on the source, purge needs *read*.
+
+use std::sync::Arc;
+
+use rand::Rng;
+use warren_amqp::reply::AmqpError;
+use warren_amqp::{basic, exchange, queue, AMQPClass, ShortString};
+
+use super::{Channel, Ctx};
+use crate::auth::Access;
+use crate::queue::Queue;
+use crate::vhost::{check_exclusive, Binding, ExchangeSpec, QueueSpec};
+
+impl Channel {
+    pub(super) fn exchange_declare(
+        &mut self,
+        ctx: &Ctx<'_>,
+        m: exchange::Declare,
+    ) -> Result<(), AmqpError> {
+        if !m.passive {
+            ctx.check(Access::Configure, "exchange", m.exchange.as_str())?;
+        }
+        if m.exchange.as_str().is_empty() && !m.passive {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        ctx.vhost.declare_exchange(ExchangeSpec {
+            name: m.exchange.as_str(),
+            kind: m.kind.as_str(),
+            passive: m.passive,
+            durable: m.durable,
+            auto_delete: m.auto_delete,
+            internal: m.internal,
+            arguments: m.arguments,
+        })?;
+        if !m.nowait {
+            self.reply(
+                ctx,
+                AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn exchange_delete(
+        &mut self,
+        ctx: &Ctx<'_>,
+        m: exchange::Delete,
+    ) -> Result<(), AmqpError> {
+        ctx.check(Access::Configure, "exchange", m.exchange.as_str())?;
+        ctx.vhost
+            .delete_exchange(m.exchange.as_str(), m.if_unused)?;
+        if !m.nowait {
+            self.reply(
+                ctx,
+                AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn exchange_bind(
+        &mut self,
+        ctx: &Ctx<'_>,
+        m: exchange::Bind,
+    ) -> Result<(), AmqpError> {
+        ctx.check(Access::Write, "exchange", m.destination.as_str())?;
+        ctx.check(Access::Read, "exchange", m.source.as_str())?;
+        ctx.vhost.bind(Binding {
+            source: m.source.to_string(),
+            destination: m.destination.to_string(),
+            destination_is_queue: false,
+            routing_key: m.routing_key.to_string(),
+            arguments: m.arguments,
+        })?;
+        if !m.nowait {
+            self.reply(
+                ctx,
+                AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn exchange_unbind(
+        &mut self,
+        ctx: &Ctx<'_>,
+        m: exchange::Unbind,
+    ) -> Result<(), AmqpError> {
+        ctx.check(Access::Write, "exchange", m.destination.as_str())?;
+        ctx.check(Access::Read, "exchange", m.source.as_str())?;
+        ctx.vhost.unbind(&Binding {
+            source: m.source.to_string(),
+            destination: m.destination.to_string(),
+            destination_is_queue: false,
+            routing_key: m.routing_key.to_string(),
+            arguments: m.arguments,
+        })?;
+        if !m.nowait {
+            self.reply(
+                ctx,
+                AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
+            );
+        }
+        Ok(())
+    }
+
+    /// An empty queue name means the last queue declared on this channel (AMQP 0-9-1 §1.7).
+    pub(super) fn queue_name(&self, name: &ShortString) -> Result<String, AmqpError> {
+        if !name.as_str().is_empty() {
+            return Ok(name.to_string());
+        }
+        self.last_queue.clone().ok_or_else(|| {
+            AmqpError::new(
+                warren_amqp::reply::NOT_FOUND,
+                "no previously declared queue",
+            )
+        })
+    }
+
+    /// Looks a queue up for an operation by this connection (404, 405).
+    pub(super) fn find_queue(&self, ctx: &Ctx<'_>, name: &str) -> Result<Arc<Queue>, AmqpError> {
+        let q = ctx
+            .vhost
+            .queue(name)
+            .ok_or_else(|| AmqpError::not_found("queue", name, &ctx.vhost.name))?;
+        check_exclusive(&q, ctx.connection_id, &ctx.vhost.name)?;
+        Ok(q)
+    }
+
+    pub(super) fn queue_declare(
+        &mut self,
+        ctx: &Ctx<'_>,
+        m: queue::Declare,
+    ) -> Result<(), AmqpError> {
+        let server_named = m.queue.as_str().is_empty();
+        let name = if server_named {
+            generated_queue_name()
+        } else {
+            m.queue.to_string()
+        };
+        if !m.passive {
+            ctx.check(Access::Configure, "queue", &name)?;
+        }
+        let q = ctx.vhost.declare_queue(QueueSpec {
+            name: &name,
+            passive: m.passive,
+            durable: m.durable,
+            exclusive_owner: m.exclusive.then_some(ctx.connection_id),
+            auto_delete: m.auto_delete,
+            arguments: m.arguments,
+            connection_id: ctx.connection_id,
+            server_named,
+        })?;
+        self.last_queue = Some(name.clone());
+        if !m.nowait {
+            self.reply(
+                ctx,
+                AMQPClass::Queue(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
+                    queue: ShortString::from(name),
+                    message_count: q.message_count() as u32,
+                    consumer_count: q.consumer_count() as u32,
+                })),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn queue_bind(&mut self, ctx: &Ctx<'_>, m: queue::Bind) -> Result<(), AmqpError> {
+        let name = self.queue_name(&m.queue)?;
+        ctx.check(Access::Write, "queue", &name)?;
+        ctx.check(Access::Read, "exchange", m.exchange.as_str())?;
+        if let Some(q) = ctx.vhost.queue(&name) {
+            check_exclusive(&q, ctx.connection_id, &ctx.vhost.name)?;
+        }
+        ctx.vhost.bind(Binding {
+            source: m.exchange.to_string(),
+            destination: name,
+            destination_is_queue: true,
+            routing_key: m.routing_key.to_string(),
+            arguments: m.arguments,
+        })?;
+        if !m.nowait {
+            self.reply(
+                ctx,
+                AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn queue_unbind(
+        &mut self,
+        ctx: &Ctx<'_>,
+        m: queue::Unbind,
+    ) -> Result<(), AmqpError> {
+        let name = self.queue_name(&m.queue)?;
+        ctx.check(Access::Write, "queue", &name)?;
+        ctx.check(Access::Read, "exchange", m.exchange.as_str())?;
+        ctx.vhost.unbind(&Binding {
+            source: m.exchange.to_string(),
+            destination: name,
+            destination_is_queue: true,
+            routing_key: m.routing_key.to_string(),
+            arguments: m.arguments,
+        })?;
+        self.reply(
+            ctx,
+            AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
+        );
+        Ok(())
+    }
+
+    pub(super) fn queue_purge(&mut self, ctx: &Ctx<'_>, m: queue::Purge) -> Result<(), AmqpError> {
+        let name = self.queue_name(&m.queue)?;
+        ctx.check(Access::Read, "queue", &name)?;
+        let q = self.find_queue(ctx, &name)?;
+        let n = q.purge();
+        if !m.nowait {
+            self.reply(
+                ctx,
+                AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk {
+                    message_count: n,
+                })),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn queue_delete(
+        &mut self,
+        ctx: &Ctx<'_>,
+        m: queue::Delete,
+    ) -> Result<(), AmqpError> {
+        let name = self.queue_name(&m.queue)?;
+        ctx.check(Access::Configure, "queue", &name)?;
+        let mut count = 0;
+        if let Some(q) = ctx.vhost.queue(&name) {
+            check_exclusive(&q, ctx.connection_id, &ctx.vhost.name)?;
+            if m.if_unused && q.consumer_count() > 0 {
+                return Err(AmqpError::precondition(format!(
+                    "queue '{name}' in vhost '{}' in use",
+                    ctx.vhost.name
+                )));
+            }
+            if m.if_empty && q.message_count() > 0 {
+                return Err(AmqpError::precondition(format!(
+                    "queue '{name}' in vhost '{}' not empty",
+                    ctx.vhost.name
+                )));
+            }
+            count = delete_queue_now(ctx, &q);
+        }
+        if !m.nowait {
+            self.reply(
+                ctx,
+                AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk {
+                    message_count: count,
+                })),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Removes a queue from its vhost and tells its consumers (`basic.cancel`, for clients that
+/// announced `consumer_cancel_notify`). Returns the number of ready messages it held.
+pub fn delete_queue_now(ctx: &Ctx<'_>, q: &Arc<Queue>) -> u32 {
+    ctx.vhost.remove_queue(&q.name);
+    let (consumers, count) = q.delete();
+    for c in consumers {
+        if c.notify_cancel {
+            let m = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                consumer_tag: ShortString::from(c.tag.clone()),
+                nowait: true,
+            }));
+            c.link.wire.send(|out| out.method(c.link.id, &m));
+        }
+    }
+    count
+}
+
+/// `amq.gen-` followed by 22 URL-safe characters, as RabbitMQ names server-named queues.
+fn generated_queue_name() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut rng = rand::rng();
+    let suffix: String = (0..22)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("amq.gen-{suffix}")
+}

@@ -1,0 +1,414 @@
+//! One client connection: the handshake, then a reader loop that splits frames and drives
+//! the channels, plus a writer task (`wire`) that owns the socket's write half.
+//!
+//! Guarantees: a protocol error closes this connection with RabbitMQ's code and text and a
+//! log line, never the node; a peer that stops sending (heartbeats included) for two
+//! heartbeat intervals is dropped; on close every channel's unacked deliveries are requeued
+//! and the connection's exclusive queues are deleted.
+
+pub mod handshake;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpStream;
+use warren_amqp::frame::{self, Frame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
+use warren_amqp::method::MethodError;
+use warren_amqp::reply::{
+    AmqpError, CHANNEL_ERROR, COMMAND_INVALID, CONNECTION_FORCED, FRAME_ERROR, NOT_IMPLEMENTED,
+    UNEXPECTED_FRAME,
+};
+use warren_amqp::{channel, connection, AMQPClass, ShortString};
+
+use crate::broker::{Broker, ConnectionInfo};
+use crate::channel::{declare, Channel, Ctx};
+use handshake::{HandshakeFailure, Session};
+use wire::Wire;
+
+/// Bodies smaller than this are copied out of the read buffer: a small message that waits in
+/// a queue would otherwise pin the whole (64 KiB) read buffer it arrived in.
+const COPY_BODY_BELOW: usize = 2048;
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Serves one accepted socket until it closes.
+pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, wr) = stream.into_split();
+    let wire = Wire::new(broker.config.frame_max);
+    let writer = tokio::spawn(wire.clone().run_writer(wr));
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let hs = tokio::time::timeout(
+        handshake::HANDSHAKE_TIMEOUT,
+        handshake::run(&broker, &mut rd, &mut buf, &wire, peer),
+    )
+    .await
+    .unwrap_or_else(|_| Err(HandshakeFailure::Drop("handshake timeout".into())));
+    match hs {
+        Ok(session) => {
+            let id = broker.next_connection_id();
+            broker.register_connection(ConnectionInfo {
+                id,
+                peer,
+                user: session.user.clone(),
+                vhost: session.vhost.name.clone(),
+            });
+            tracing::info!(%peer, user = %session.user, vhost = %session.vhost.name, "connection {id} opened");
+            wire.set_frame_max(session.frame_max);
+            let mut conn = Connection {
+                env: Env {
+                    broker: broker.clone(),
+                    id,
+                    peer,
+                    wire: wire.clone(),
+                    session,
+                },
+                channels: HashMap::new(),
+            };
+            conn.run(&mut rd, &mut buf).await;
+            conn.cleanup();
+            broker.unregister_connection(id);
+            tracing::info!(%peer, "connection {id} closed");
+        }
+        Err(HandshakeFailure::Drop(why)) => {
+            tracing::info!(%peer, "connection dropped during handshake: {why}");
+        }
+        Err(HandshakeFailure::Close(e)) => {
+            tracing::warn!(%peer, "closing connection during handshake: {e}");
+            send_connection_close(&wire, &e);
+            let _ = tokio::time::timeout(Duration::from_secs(1), await_close_ok(&mut rd, &mut buf))
+                .await;
+        }
+    }
+    wire.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+fn send_connection_close(wire: &Wire, e: &AmqpError) {
+    let m = AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+        reply_code: e.code,
+        reply_text: ShortString::from(e.text.clone()),
+        class_id: e.class_id,
+        method_id: e.method_id,
+    }));
+    wire.send(|out| out.method(0, &m));
+}
+
+/// After sending `connection.close`, discards frames until `close-ok` (or EOF / garbage).
+async fn await_close_ok<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) {
+    loop {
+        while let Ok(Some(f)) = frame::decode(buf, 0) {
+            if f.kind == FRAME_METHOD && f.channel == 0 {
+                if let Ok(AMQPClass::Connection(
+                    connection::AMQPMethod::CloseOk(_) | connection::AMQPMethod::Close(_),
+                )) = warren_amqp::method::decode(&f.payload)
+                {
+                    return;
+                }
+            }
+        }
+        if frame::decode(buf, 0).is_err() {
+            return;
+        }
+        match rd.read_buf(buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The connection's fixed facts, borrowed by channels while `channels` is borrowed mutably.
+struct Env {
+    broker: Arc<Broker>,
+    id: u64,
+    peer: SocketAddr,
+    wire: Arc<Wire>,
+    session: Session,
+}
+
+impl Env {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            broker: &self.broker,
+            vhost: &self.session.vhost,
+            user: &self.session.user,
+            connection_id: self.id,
+            wire: &self.wire,
+            consumer_cancel_notify: self.session.consumer_cancel_notify,
+        }
+    }
+}
+
+struct Connection {
+    env: Env,
+    channels: HashMap<u16, Channel>,
+}
+
+/// How the reader loop ends.
+enum End {
+    /// The client closed (close handshake done, or EOF).
+    Closed,
+    /// We close with this error.
+    Error(AmqpError),
+}
+
+impl Connection {
+    async fn run<R: AsyncRead + Unpin>(&mut self, rd: &mut R, buf: &mut BytesMut) {
+        let end = self.read_loop(rd, buf).await;
+        if let End::Error(e) = end {
+            if e.code == CONNECTION_FORCED {
+                tracing::info!(peer = %self.env.peer, "closing connection {}: {e}", self.env.id);
+            } else {
+                tracing::warn!(peer = %self.env.peer, "closing connection {}: {e}", self.env.id);
+            }
+            send_connection_close(&self.env.wire, &e);
+            let _ = tokio::time::timeout(Duration::from_secs(1), await_close_ok(rd, buf)).await;
+        }
+    }
+
+    async fn read_loop<R: AsyncRead + Unpin>(&mut self, rd: &mut R, buf: &mut BytesMut) -> End {
+        let hb = self.env.session.heartbeat;
+        let tick = if hb == 0 {
+            Duration::from_secs(3600)
+        } else {
+            Duration::from_millis(hb as u64 * 500)
+        };
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_read = Instant::now();
+        let mut shutdown = self.env.broker.shutdown_signal();
+        loop {
+            loop {
+                match frame::decode(buf, self.env.session.frame_max) {
+                    Ok(Some(f)) => match self.handle_frame(f) {
+                        Ok(true) => {}
+                        Ok(false) => return End::Closed,
+                        Err(e) => return End::Error(e),
+                    },
+                    Ok(None) => break,
+                    Err(e) => return End::Error(AmqpError::new(FRAME_ERROR, e.to_string())),
+                }
+            }
+            for ch in self.channels.values_mut() {
+                ch.flush_confirms(&self.env.wire);
+            }
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                r = rd.read_buf(buf) => match r {
+                    Ok(0) | Err(_) => return End::Closed,
+                    Ok(_) => last_read = Instant::now(),
+                },
+                _ = ticker.tick(), if hb != 0 => {
+                    if last_read.elapsed() > Duration::from_secs(hb as u64 * 2) {
+                        tracing::warn!(peer = %self.env.peer, "missed heartbeats from client, timeout: {hb}s");
+                        return End::Closed;
+                    }
+                    self.env.wire.send(|out| out.heartbeat());
+                }
+                r = shutdown.changed() => {
+                    if r.is_err() || *shutdown.borrow() {
+                        return End::Error(AmqpError::new(
+                            CONNECTION_FORCED,
+                            "broker forced connection closure with reason 'shutdown'",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Returns Ok(false) when the client completed a close handshake.
+    fn handle_frame(&mut self, f: Frame) -> Result<bool, AmqpError> {
+        match f.kind {
+            FRAME_HEARTBEAT => {
+                if f.channel != 0 {
+                    return Err(AmqpError::new(
+                        FRAME_ERROR,
+                        format!("heartbeat frame on channel {}", f.channel),
+                    ));
+                }
+                Ok(true)
+            }
+            FRAME_METHOD => {
+                let method = warren_amqp::method::decode(&f.payload).map_err(method_error)?;
+                if f.channel == 0 {
+                    return self.connection_method(method);
+                }
+                self.channel_method(f.channel, method)?;
+                Ok(true)
+            }
+            FRAME_HEADER | FRAME_BODY => {
+                if f.channel == 0 {
+                    return Err(AmqpError::new(
+                        UNEXPECTED_FRAME,
+                        "content frame on channel 0",
+                    ));
+                }
+                let payload = if f.kind == FRAME_BODY && f.payload.len() < COPY_BODY_BELOW {
+                    Bytes::copy_from_slice(&f.payload)
+                } else {
+                    f.payload
+                };
+                let ctx = self.env.ctx();
+                let Some(ch) = self.channels.get_mut(&f.channel) else {
+                    return Err(AmqpError::new(
+                        CHANNEL_ERROR,
+                        format!("expected 'channel.open' on channel {}", f.channel),
+                    ));
+                };
+                if ch.closing {
+                    return Ok(true);
+                }
+                let r = if f.kind == FRAME_HEADER {
+                    ch.handle_header(&ctx, payload)
+                } else {
+                    ch.handle_body(&ctx, payload)
+                };
+                if let Err(e) = r {
+                    close_channel_with(&ctx, ch, e)?;
+                }
+                Ok(true)
+            }
+            other => Err(AmqpError::new(
+                FRAME_ERROR,
+                format!("unknown frame type {other}"),
+            )),
+        }
+    }
+
+    fn connection_method(&mut self, method: AMQPClass) -> Result<bool, AmqpError> {
+        match method {
+            AMQPClass::Connection(connection::AMQPMethod::Close(c)) => {
+                tracing::debug!(peer = %self.env.peer, "client closed connection: {} {}", c.reply_code, c.reply_text);
+                self.cleanup();
+                let ok =
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}));
+                self.env.wire.send(|out| out.method(0, &ok));
+                Ok(false)
+            }
+            AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Ok(false),
+            AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
+                let ok = AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(
+                    connection::UpdateSecretOk {},
+                ));
+                self.env.wire.send(|out| out.method(0, &ok));
+                Ok(true)
+            }
+            other => Err(AmqpError::new(
+                COMMAND_INVALID,
+                format!(
+                    "method class {} id {} is not valid on channel 0",
+                    other.get_amqp_class_id(),
+                    other.get_amqp_method_id()
+                ),
+            )
+            .on(other.get_amqp_class_id(), other.get_amqp_method_id())),
+        }
+    }
+
+    fn channel_method(&mut self, id: u16, method: AMQPClass) -> Result<(), AmqpError> {
+        if id > self.env.session.channel_max {
+            return Err(AmqpError::new(
+                CHANNEL_ERROR,
+                format!(
+                    "channel {id} exceeds the negotiated channel_max {}",
+                    self.env.session.channel_max
+                ),
+            ));
+        }
+        let ids = (method.get_amqp_class_id(), method.get_amqp_method_id());
+        let ctx = self.env.ctx();
+        match method {
+            AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
+                if self.channels.contains_key(&id) {
+                    return Err(AmqpError::new(CHANNEL_ERROR, "second 'channel.open' seen")
+                        .on(ids.0, ids.1));
+                }
+                self.channels
+                    .insert(id, Channel::new(id, self.env.wire.clone()));
+                let ok = AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {}));
+                self.env.wire.send(|out| out.method(id, &ok));
+                Ok(())
+            }
+            AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
+                if let Some(mut ch) = self.channels.remove(&id) {
+                    ch.flush_confirms(&self.env.wire);
+                    ch.shutdown(&ctx);
+                }
+                let ok = AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {}));
+                self.env.wire.send(|out| out.method(id, &ok));
+                Ok(())
+            }
+            AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
+                if self.channels.get(&id).is_some_and(|c| c.closing) {
+                    self.channels.remove(&id);
+                }
+                Ok(())
+            }
+            method => {
+                let Some(ch) = self.channels.get_mut(&id) else {
+                    return Err(AmqpError::new(
+                        CHANNEL_ERROR,
+                        format!("expected 'channel.open' on channel {id}"),
+                    )
+                    .on(ids.0, ids.1));
+                };
+                if ch.closing {
+                    return Ok(());
+                }
+                if let Err(e) = ch.handle_method(&ctx, method) {
+                    close_channel_with(&ctx, ch, e)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends every channel (requeueing unacked messages) and deletes exclusive queues.
+    fn cleanup(&mut self) {
+        let ctx = self.env.ctx();
+        for (_, mut ch) in self.channels.drain() {
+            ch.shutdown(&ctx);
+        }
+        for name in self.env.session.vhost.exclusive_queues_of(self.env.id) {
+            if let Some(q) = self.env.session.vhost.queue(&name) {
+                declare::delete_queue_now(&ctx, &q);
+            }
+        }
+    }
+}
+
+/// A channel-level error closes the channel (the client answers `close-ok`); a
+/// connection-level one is passed up.
+fn close_channel_with(ctx: &Ctx<'_>, ch: &mut Channel, e: AmqpError) -> Result<(), AmqpError> {
+    if e.is_connection_error() {
+        return Err(e);
+    }
+    tracing::info!("closing channel {}: {e}", ch.id);
+    ch.flush_confirms(ctx.wire);
+    ch.shutdown(ctx);
+    ch.closing = true;
+    let m = AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+        reply_code: e.code,
+        reply_text: ShortString::from(e.text),
+        class_id: e.class_id,
+        method_id: e.method_id,
+    }));
+    ctx.wire.send(|out| out.method(ch.id, &m));
+    Ok(())
+}
+
+fn method_error(e: MethodError) -> AmqpError {
+    let (c, m) = e.ids();
+    let code = match e {
+        MethodError::Unknown { .. } => NOT_IMPLEMENTED,
+        _ => FRAME_ERROR,
+    };
+    AmqpError::new(code, e.to_string()).on(c, m)
+}

@@ -1,0 +1,489 @@
+//! A virtual host: its exchanges, queues and bindings, and routing across them.
+//!
+//! The vhost is the one place that keeps bindings consistent with the exchanges' routing
+//! snapshots: every change to a binding rebuilds the snapshot of its source exchange.
+//! Deleting a queue or exchange removes every binding that mentions it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use warren_amqp::reply::{AmqpError, ACCESS_REFUSED, COMMAND_INVALID};
+use warren_amqp::FieldTable;
+
+use crate::args;
+use crate::exchange::{Destination, Exchange, ExchangeKind, Route};
+use crate::queue::Queue;
+
+/// A binding as declared (names, not handles), kept for listing and for rebuilding routes.
+#[derive(Clone, Debug)]
+pub struct Binding {
+    pub source: String,
+    pub destination: String,
+    pub destination_is_queue: bool,
+    pub routing_key: String,
+    pub arguments: FieldTable,
+}
+
+impl Binding {
+    fn same(&self, other: &Binding) -> bool {
+        self.source == other.source
+            && self.destination == other.destination
+            && self.destination_is_queue == other.destination_is_queue
+            && self.routing_key == other.routing_key
+            && self.arguments == other.arguments
+    }
+}
+
+#[derive(Default)]
+pub struct VhostState {
+    pub exchanges: HashMap<String, Arc<Exchange>>,
+    pub queues: HashMap<String, Arc<Queue>>,
+    pub bindings: Vec<Binding>,
+}
+
+/// What an exchange declaration asks for.
+pub struct ExchangeSpec<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub passive: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+/// What a queue declaration asks for.
+pub struct QueueSpec<'a> {
+    pub name: &'a str,
+    pub passive: bool,
+    pub durable: bool,
+    /// The declaring connection, for exclusive queues.
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    /// The connection asking (exclusive queues of others are locked, 405).
+    pub connection_id: u64,
+    /// The broker generated the name (`amq.gen-...`), so the reserved prefix is allowed.
+    pub server_named: bool,
+}
+
+/// Queue arguments RabbitMQ compares on redeclaration.
+const QUEUE_EQUIVALENCE_ARGS: &[&str] = &[
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-message-ttl",
+    "x-overflow",
+    "x-queue-type",
+    "x-single-active-consumer",
+];
+
+pub struct Vhost {
+    pub name: String,
+    state: RwLock<VhostState>,
+}
+
+impl Vhost {
+    /// A vhost with the default exchange and the standard `amq.*` exchanges.
+    pub fn new(name: &str) -> Arc<Self> {
+        let v = Vhost {
+            name: name.to_string(),
+            state: RwLock::new(VhostState::default()),
+        };
+        {
+            let mut st = v.write();
+            for (n, k) in [
+                ("", ExchangeKind::Direct),
+                ("amq.direct", ExchangeKind::Direct),
+                ("amq.fanout", ExchangeKind::Fanout),
+                ("amq.topic", ExchangeKind::Topic),
+                ("amq.headers", ExchangeKind::Headers),
+                ("amq.match", ExchangeKind::Headers),
+            ] {
+                st.exchanges.insert(
+                    n.to_string(),
+                    Arc::new(Exchange::new(
+                        n,
+                        k,
+                        true,
+                        false,
+                        false,
+                        FieldTable::default(),
+                    )),
+                );
+            }
+        }
+        Arc::new(v)
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, VhostState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, VhostState> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
+        self.read().exchanges.get(name).cloned()
+    }
+
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.read().queues.get(name).cloned()
+    }
+
+    fn not_found(&self, kind: &str, name: &str) -> AmqpError {
+        AmqpError::not_found(kind, name, &self.name)
+    }
+
+    pub fn declare_exchange(&self, spec: ExchangeSpec<'_>) -> Result<Arc<Exchange>, AmqpError> {
+        let mut st = self.write();
+        if let Some(x) = st.exchanges.get(spec.name) {
+            if spec.passive {
+                return Ok(x.clone());
+            }
+            let check = |arg: &str, rec: String, cur: String| {
+                if rec == cur {
+                    Ok(())
+                } else {
+                    Err(AmqpError::precondition(format!(
+                        "inequivalent arg '{arg}' for exchange '{}' in vhost '{}': received '{rec}' but current is '{cur}'",
+                        spec.name, self.name
+                    )))
+                }
+            };
+            check("type", spec.kind.to_string(), x.kind.as_str().to_string())?;
+            check("durable", spec.durable.to_string(), x.durable.to_string())?;
+            check(
+                "auto_delete",
+                spec.auto_delete.to_string(),
+                x.auto_delete.to_string(),
+            )?;
+            check(
+                "internal",
+                spec.internal.to_string(),
+                x.internal.to_string(),
+            )?;
+            args::check_equivalent(
+                &["alternate-exchange"],
+                &x.arguments,
+                &spec.arguments,
+                "exchange",
+                spec.name,
+                &self.name,
+            )
+            .map_err(AmqpError::precondition)?;
+            return Ok(x.clone());
+        }
+        if spec.passive {
+            return Err(self.not_found("exchange", spec.name));
+        }
+        let kind = match spec.kind {
+            "x-delayed-message" => {
+                return Err(AmqpError::new(
+                    COMMAND_INVALID,
+                    "exchange type 'x-delayed-message' is not implemented yet",
+                ))
+            }
+            k => ExchangeKind::parse(k).ok_or_else(|| {
+                AmqpError::new(COMMAND_INVALID, format!("unknown exchange type '{k}'"))
+            })?,
+        };
+        if spec.name.starts_with("amq.") {
+            return Err(AmqpError::new(
+                ACCESS_REFUSED,
+                format!(
+                    "exchange name '{}' contains reserved prefix 'amq.*'",
+                    spec.name
+                ),
+            ));
+        }
+        let x = Arc::new(Exchange::new(
+            spec.name,
+            kind,
+            spec.durable,
+            spec.auto_delete,
+            spec.internal,
+            spec.arguments,
+        ));
+        st.exchanges.insert(spec.name.to_string(), x.clone());
+        Ok(x)
+    }
+
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+        if name.is_empty() || name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "operation not permitted on the default exchange or built-in exchange '{name}'"
+            )));
+        }
+        let mut st = self.write();
+        if !st.exchanges.contains_key(name) {
+            return Ok(());
+        }
+        if if_unused && st.bindings.iter().any(|b| b.source == name) {
+            return Err(AmqpError::precondition(format!(
+                "exchange '{name}' in vhost '{}' in use",
+                self.name
+            )));
+        }
+        self.remove_exchange(&mut st, name);
+        Ok(())
+    }
+
+    fn remove_exchange(&self, st: &mut VhostState, name: &str) {
+        st.exchanges.remove(name);
+        let touched = remove_bindings(st, |b| {
+            b.source == name || (!b.destination_is_queue && b.destination == name)
+        });
+        self.rebuild(st, touched);
+    }
+
+    /// Declares (or checks) a queue.
+    pub fn declare_queue(&self, spec: QueueSpec<'_>) -> Result<Arc<Queue>, AmqpError> {
+        let QueueSpec {
+            name,
+            passive,
+            durable,
+            exclusive_owner,
+            auto_delete,
+            arguments,
+            connection_id,
+            server_named,
+        } = spec;
+        let mut st = self.write();
+        if let Some(q) = st.queues.get(name) {
+            check_exclusive(q, connection_id, &self.name)?;
+            if passive {
+                return Ok(q.clone());
+            }
+            let check = |arg: &str, rec: bool, cur: bool| {
+                if rec == cur {
+                    Ok(())
+                } else {
+                    Err(AmqpError::precondition(format!(
+                        "inequivalent arg '{arg}' for queue '{name}' in vhost '{}': received '{rec}' but current is '{cur}'",
+                        self.name
+                    )))
+                }
+            };
+            check("durable", durable, q.durable)?;
+            check(
+                "exclusive",
+                exclusive_owner.is_some(),
+                q.exclusive_owner.is_some(),
+            )?;
+            check("auto_delete", auto_delete, q.auto_delete)?;
+            args::check_equivalent(
+                QUEUE_EQUIVALENCE_ARGS,
+                &q.arguments,
+                &arguments,
+                "queue",
+                name,
+                &self.name,
+            )
+            .map_err(AmqpError::precondition)?;
+            return Ok(q.clone());
+        }
+        if passive {
+            return Err(self.not_found("queue", name));
+        }
+        if name.starts_with("amq.") && !server_named {
+            return Err(AmqpError::access_refused(format!(
+                "queue name '{name}' contains reserved prefix 'amq.*'"
+            )));
+        }
+        if let Some(t) = args::get(&arguments, "x-queue-type").and_then(args::as_str) {
+            if t != "classic" {
+                return Err(AmqpError::precondition(format!(
+                    "invalid arg 'x-queue-type' for queue '{name}' in vhost '{}': queue type '{t}' is not supported by this broker yet",
+                    self.name
+                )));
+            }
+        }
+        let q = Queue::new(
+            name,
+            &self.name,
+            durable,
+            exclusive_owner,
+            auto_delete,
+            arguments,
+        );
+        st.queues.insert(name.to_string(), q.clone());
+        // Every queue is bound to the default exchange by its name; that binding is implicit
+        // (routing looks the queue up directly) and is listed but never stored.
+        Ok(q)
+    }
+
+    /// Removes a queue and its bindings. Returns it if it existed.
+    pub fn remove_queue(&self, name: &str) -> Option<Arc<Queue>> {
+        let mut st = self.write();
+        let q = st.queues.remove(name)?;
+        let touched = remove_bindings(&mut st, |b| b.destination_is_queue && b.destination == name);
+        self.rebuild(&mut st, touched);
+        Some(q)
+    }
+
+    pub fn bind(&self, binding: Binding) -> Result<(), AmqpError> {
+        let mut st = self.write();
+        if binding.source.is_empty()
+            || (!binding.destination_is_queue && binding.destination.is_empty())
+        {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        if !st.exchanges.contains_key(&binding.source) {
+            return Err(self.not_found("exchange", &binding.source));
+        }
+        if binding.destination_is_queue {
+            if !st.queues.contains_key(&binding.destination) {
+                return Err(self.not_found("queue", &binding.destination));
+            }
+        } else if !st.exchanges.contains_key(&binding.destination) {
+            return Err(self.not_found("exchange", &binding.destination));
+        }
+        if !st.bindings.iter().any(|b| b.same(&binding)) {
+            let source = binding.source.clone();
+            st.bindings.push(binding);
+            self.rebuild(&mut st, vec![source]);
+        }
+        Ok(())
+    }
+
+    pub fn unbind(&self, binding: &Binding) -> Result<(), AmqpError> {
+        let mut st = self.write();
+        if binding.source.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        if binding.destination_is_queue && !st.queues.contains_key(&binding.destination) {
+            return Err(self.not_found("queue", &binding.destination));
+        }
+        if !st.exchanges.contains_key(&binding.source) {
+            return Err(self.not_found("exchange", &binding.source));
+        }
+        let touched = remove_bindings(&mut st, |b| b.same(binding));
+        self.rebuild(&mut st, touched);
+        Ok(())
+    }
+
+    /// Rebuilds the routing snapshots of `sources`, and deletes auto-delete exchanges that
+    /// lost their last binding.
+    fn rebuild(&self, st: &mut VhostState, sources: Vec<String>) {
+        for source in sources {
+            let Some(x) = st.exchanges.get(&source).cloned() else {
+                continue;
+            };
+            let routes: Vec<Route> = st
+                .bindings
+                .iter()
+                .filter(|b| b.source == source)
+                .filter_map(|b| {
+                    let destination = if b.destination_is_queue {
+                        Destination::Queue(st.queues.get(&b.destination)?.clone())
+                    } else {
+                        Destination::Exchange(st.exchanges.get(&b.destination)?.clone())
+                    };
+                    Some(Route {
+                        routing_key: b.routing_key.clone(),
+                        arguments: b.arguments.clone(),
+                        destination,
+                    })
+                })
+                .collect();
+            if routes.is_empty() && x.auto_delete && !st.bindings.iter().any(|b| b.source == source)
+            {
+                self.remove_exchange(st, &source);
+            } else {
+                x.set_routes(routes);
+            }
+        }
+    }
+
+    /// Routes a message published to `exchange`: the queues it reaches (each once),
+    /// following exchange-to-exchange bindings and alternate exchanges.
+    pub fn route(
+        &self,
+        exchange: &Arc<Exchange>,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+    ) -> Vec<Arc<Queue>> {
+        let mut queues: Vec<Arc<Queue>> = Vec::new();
+        if exchange.name.is_empty() {
+            if let Some(q) = self.read().queues.get(routing_key) {
+                queues.push(q.clone());
+            }
+            return queues;
+        }
+        let mut visited: Vec<*const Exchange> = Vec::new();
+        let mut work: Vec<Arc<Exchange>> = vec![exchange.clone()];
+        while let Some(x) = work.pop() {
+            if visited.contains(&Arc::as_ptr(&x)) {
+                continue;
+            }
+            visited.push(Arc::as_ptr(&x));
+            let mut matched = false;
+            x.routes().matches(routing_key, headers, &mut |d| {
+                matched = true;
+                match d {
+                    Destination::Queue(q) => {
+                        if !queues.iter().any(|have| Arc::ptr_eq(have, q)) {
+                            queues.push(q.clone());
+                        }
+                    }
+                    Destination::Exchange(e) => work.push(e.clone()),
+                }
+            });
+            if !matched {
+                if let Some(ae) = x.alternate_exchange().and_then(|n| self.exchange(&n)) {
+                    work.push(ae);
+                }
+            }
+        }
+        queues
+    }
+
+    /// Queues owned by an exclusive connection (deleted when it closes).
+    pub fn exclusive_queues_of(&self, connection_id: u64) -> Vec<String> {
+        self.read()
+            .queues
+            .values()
+            .filter(|q| q.exclusive_owner == Some(connection_id))
+            .map(|q| q.name.clone())
+            .collect()
+    }
+}
+
+/// 405 unless the queue is not exclusive or belongs to `connection_id`.
+pub fn check_exclusive(q: &Queue, connection_id: u64, vhost: &str) -> Result<(), AmqpError> {
+    match q.exclusive_owner {
+        Some(owner) if owner != connection_id => Err(AmqpError::new(
+            warren_amqp::reply::RESOURCE_LOCKED,
+            format!(
+                "cannot obtain exclusive access to locked queue '{}' in vhost '{vhost}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+                q.name
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Removes matching bindings; returns the distinct sources whose routes must be rebuilt.
+fn remove_bindings(st: &mut VhostState, matches: impl Fn(&Binding) -> bool) -> Vec<String> {
+    let mut touched: Vec<String> = Vec::new();
+    st.bindings.retain(|b| {
+        if matches(b) {
+            if !touched.contains(&b.source) {
+                touched.push(b.source.clone());
+            }
+            false
+        } else {
+            true
+        }
+    });
+    touched
+}
