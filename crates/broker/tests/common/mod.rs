@@ -1,0 +1,267 @@
+//! Test harness: starts a real `warren server` process on a free port and connects real
+//! clients to it. Each test gets its own node and data directory.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lapin::{Connection, ConnectionProperties};
+
+/// The `warren` binary under test: `$WARREN_BIN`, else `target/<profile>/warren` next to
+/// the test executable's `deps/` directory.
+pub fn warren_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("WARREN_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let p = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("warren"))
+        .expect("target dir");
+    assert!(
+        p.exists(),
+        "{} not found: run `cargo build --bin warren` first (or set WARREN_BIN)",
+        p.display()
+    );
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct Node {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Node {
+    pub fn start() -> Node {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Node {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("warren-test-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("data dir");
+        let child = Command::new(warren_bin())
+            .args(["server", "--port", &port.to_string(), "--node-name"])
+            .arg(format!("test{port}@localhost"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(extra)
+            .env("WARREN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("stderr.log")).expect("log file"),
+            ))
+            .spawn()
+            .expect("spawn warren server");
+        let node = Node {
+            child: Some(child),
+            port,
+            dir,
+        };
+        node.wait_listening();
+        node
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "warren server did not listen on {}: {}",
+            self.port,
+            self.log()
+        );
+    }
+
+    pub fn uri(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    pub async fn connect(&self) -> Connection {
+        Connection::connect(&self.uri(), ConnectionProperties::default())
+            .await
+            .expect("connect")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        unsafe_kill(child.id(), 15);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        None
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The AMQP reply code carried by a lapin error, if it is a protocol error.
+pub fn reply_code(e: &lapin::Error) -> Option<u16> {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(a) => Some(a.get_id()),
+        _ => None,
+    }
+}
+
+pub fn reply_text(e: &lapin::Error) -> String {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(a) => a.get_message().to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A raw socket speaking just enough AMQP to test what client libraries never send.
+pub struct RawClient {
+    pub stream: TcpStream,
+}
+
+impl RawClient {
+    pub fn connect(port: u16) -> RawClient {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        RawClient { stream }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    pub fn send_method(&mut self, channel: u16, m: &warren_amqp::AMQPClass) {
+        let mut out = warren_amqp::outgoing::Outgoing::new();
+        out.method(channel, m);
+        for c in out.take() {
+            self.send(&c);
+        }
+    }
+
+    /// Reads frames until one on channel 0 decodes to a method; returns it.
+    pub fn read_method(&mut self) -> Option<(u16, warren_amqp::AMQPClass)> {
+        let mut buf = bytes::BytesMut::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Ok(Some(f)) = warren_amqp::frame::decode(&mut buf, 0) {
+                if f.kind == warren_amqp::frame::FRAME_METHOD {
+                    return warren_amqp::method::decode(&f.payload)
+                        .ok()
+                        .map(|m| (f.channel, m));
+                }
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Performs the handshake as guest on vhost `/`; returns after open-ok.
+    pub fn handshake(&mut self, heartbeat: u16) {
+        use warren_amqp::{connection, AMQPClass, FieldTable, LongString, ShortString};
+        self.send(warren_amqp::PROTOCOL_HEADER);
+        let (_, start) = self.read_method().expect("connection.start");
+        assert!(matches!(
+            start,
+            AMQPClass::Connection(connection::AMQPMethod::Start(_))
+        ));
+        self.send_method(
+            0,
+            &AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+                client_properties: FieldTable::default(),
+                mechanism: ShortString::from("PLAIN"),
+                response: LongString::from("\0guest\0guest"),
+                locale: ShortString::from("en_US"),
+            })),
+        );
+        let (_, tune) = self.read_method().expect("connection.tune");
+        let AMQPClass::Connection(connection::AMQPMethod::Tune(t)) = tune else {
+            panic!("expected tune, got {tune:?}");
+        };
+        self.send_method(
+            0,
+            &AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+                channel_max: t.channel_max,
+                frame_max: t.frame_max,
+                heartbeat,
+            })),
+        );
+        self.send_method(
+            0,
+            &AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+                virtual_host: ShortString::from("/"),
+            })),
+        );
+        let (_, ok) = self.read_method().expect("open-ok");
+        assert!(matches!(
+            ok,
+            AMQPClass::Connection(connection::AMQPMethod::OpenOk(_))
+        ));
+    }
+
+    /// Reads until a `connection.close`; returns its reply code and text.
+    pub fn expect_connection_close(&mut self) -> (u16, String) {
+        loop {
+            match self.read_method() {
+                Some((
+                    0,
+                    warren_amqp::AMQPClass::Connection(warren_amqp::connection::AMQPMethod::Close(
+                        c,
+                    )),
+                )) => return (c.reply_code, c.reply_text.to_string()),
+                Some(_) => continue,
+                None => panic!("socket closed without connection.close"),
+            }
+        }
+    }
+}
