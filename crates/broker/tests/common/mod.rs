@@ -164,6 +164,7 @@ pub fn reply_text(e: &lapin::Error) -> String {
 /// A raw socket speaking just enough AMQP to test what client libraries never send.
 pub struct RawClient {
     pub stream: TcpStream,
+    buf: bytes::BytesMut,
 }
 
 impl RawClient {
@@ -172,7 +173,10 @@ impl RawClient {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
-        RawClient { stream }
+        RawClient {
+            stream,
+            buf: bytes::BytesMut::new(),
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -189,10 +193,9 @@ impl RawClient {
 
     /// Reads frames until one on channel 0 decodes to a method; returns it.
     pub fn read_method(&mut self) -> Option<(u16, warren_amqp::AMQPClass)> {
-        let mut buf = bytes::BytesMut::new();
         let mut chunk = [0u8; 4096];
         loop {
-            while let Ok(Some(f)) = warren_amqp::frame::decode(&mut buf, 0) {
+            while let Ok(Some(f)) = warren_amqp::frame::decode(&mut self.buf, 0) {
                 if f.kind == warren_amqp::frame::FRAME_METHOD {
                     return warren_amqp::method::decode(&f.payload)
                         .ok()
@@ -201,7 +204,7 @@ impl RawClient {
             }
             match self.stream.read(&mut chunk) {
                 Ok(0) | Err(_) => return None,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
         }
     }
