@@ -8,6 +8,7 @@
 
 mod config;
 mod daemon;
+mod perf;
 mod server;
 
 use std::ffi::OsString;
@@ -30,6 +31,9 @@ struct Cli {
 enum Command {
     /// Run a broker node (like `rabbitmq-server`).
     Server(server::ServerArgs),
+    /// Load generator with RabbitMQ PerfTest's flags (`warren perf -x 1 -y 1 -z 10`).
+    #[command(disable_help_flag = true)]
+    Perf(perf::PerfArgs),
     /// Run the load balancer with HAProxy's flags (`warren lb -f haproxy.cfg`).
     Lb {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Server(a) => server::run(a),
+        Command::Perf(a) => perf::main(a),
         Command::Lb { args } => warren_lb::main(args),
         Command::Vrrp { args } => warren_vrrp::main(args),
     }
