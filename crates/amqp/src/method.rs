@@ -52,6 +52,8 @@ impl std::fmt::Display for MethodError {
     }
 }
 
+impl std::error::Error for MethodError {}
+
 /// Decodes a method frame's payload.
 pub fn decode(payload: &[u8]) -> Result<AMQPClass, MethodError> {
     if payload.len() < 4 {

@@ -156,7 +156,18 @@ impl Outgoing {
         self.end_method(at);
     }
 
-    /// `basic.ack` or `basic.nack` for publisher confirms (hand-encoded).
+    /// `basic.publish` (hand-encoded; clients' hot path, used by `warren perf`).
+    pub fn publish(&mut self, channel: u16, exchange: &str, routing_key: &str, mandatory: bool) {
+        let at = self.begin_method(channel, 60, 40);
+        self.scratch.put_u16(0);
+        self.short_str(exchange);
+        self.short_str(routing_key);
+        self.scratch.put_u8(mandatory as u8);
+        self.end_method(at);
+    }
+
+    /// `basic.ack` or `basic.nack` (hand-encoded): publisher confirms from a server, or
+    /// consumer acknowledgements from a client.
     pub fn confirm(&mut self, channel: u16, delivery_tag: u64, multiple: bool, ack: bool) {
         let at = self.begin_method(channel, 60, if ack { 80 } else { 120 });
         self.scratch.put_u64(delivery_tag);

@@ -20,16 +20,39 @@ async fn channel_errors_carry_rabbitmq_codes_and_texts() {
 
     let ch = conn.create_channel().await.unwrap();
     let e = ch
-        .queue_declare("missing".into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "missing".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(reply_code(&e), Some(404));
-    assert_eq!(reply_text(&e), "NOT_FOUND - no queue 'missing' in vhost '/'");
+    assert_eq!(
+        reply_text(&e),
+        "NOT_FOUND - no queue 'missing' in vhost '/'"
+    );
 
     let ch = conn.create_channel().await.unwrap();
-    ch.queue_declare("hello".into(), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
+    ch.queue_declare(
+        "hello".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     let e = ch
-        .queue_declare("hello".into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "hello".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(reply_code(&e), Some(406));
@@ -41,10 +64,15 @@ async fn channel_errors_carry_rabbitmq_codes_and_texts() {
     let ch = conn.create_channel().await.unwrap();
     let mut args = FieldTable::default();
     args.insert("x-message-ttl".into(), AMQPValue::LongInt(1000));
-    ch.queue_declare("ttl".into(), QueueDeclareOptions::default(), args).await.unwrap();
+    ch.queue_declare("ttl".into(), QueueDeclareOptions::default(), args)
+        .await
+        .unwrap();
     let mut other = FieldTable::default();
     other.insert("x-message-ttl".into(), AMQPValue::LongInt(2000));
-    let e = ch.queue_declare("ttl".into(), QueueDeclareOptions::default(), other).await.unwrap_err();
+    let e = ch
+        .queue_declare("ttl".into(), QueueDeclareOptions::default(), other)
+        .await
+        .unwrap_err();
     assert_eq!(
         reply_text(&e),
         "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'ttl' in vhost '/': received the value '2000' of type 'signedint' but current is the value '1000' of type 'signedint'"
@@ -52,16 +80,35 @@ async fn channel_errors_carry_rabbitmq_codes_and_texts() {
 
     let ch = conn.create_channel().await.unwrap();
     let e = ch
-        .queue_declare("amq.mine".into(), QueueDeclareOptions::default(), FieldTable::default())
+        .queue_declare(
+            "amq.mine".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(reply_code(&e), Some(403));
-    assert_eq!(reply_text(&e), "ACCESS_REFUSED - queue name 'amq.mine' contains reserved prefix 'amq.*'");
+    assert_eq!(
+        reply_text(&e),
+        "ACCESS_REFUSED - queue name 'amq.mine' contains reserved prefix 'amq.*'"
+    );
 
     let ch = conn.create_channel().await.unwrap();
-    ch.exchange_declare("ex".into(), lapin::ExchangeKind::Direct, ExchangeDeclareOptions::default(), FieldTable::default()).await.unwrap();
+    ch.exchange_declare(
+        "ex".into(),
+        lapin::ExchangeKind::Direct,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     let e = ch
-        .exchange_declare("ex".into(), lapin::ExchangeKind::Fanout, ExchangeDeclareOptions::default(), FieldTable::default())
+        .exchange_declare(
+            "ex".into(),
+            lapin::ExchangeKind::Fanout,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -70,36 +117,78 @@ async fn channel_errors_carry_rabbitmq_codes_and_texts() {
     );
 
     let ch = conn.create_channel().await.unwrap();
-    let msg = ch.basic_get("hello".into(), BasicGetOptions::default()).await.unwrap();
+    let msg = ch
+        .basic_get("hello".into(), BasicGetOptions::default())
+        .await
+        .unwrap();
     assert!(msg.is_none());
     let e = ch.basic_ack(42, BasicAckOptions::default()).await;
     // lapin refuses unknown tags itself; the server must also close the channel with 406.
     if e.is_ok() {
         let e = ch
-            .queue_declare("hello".into(), QueueDeclareOptions::default(), FieldTable::default())
+            .queue_declare(
+                "hello".into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .unwrap_err();
-        assert!(reply_text(&e).contains("unknown delivery tag 42") || reply_code(&e).is_none(), "{e}");
+        assert!(
+            reply_text(&e).contains("unknown delivery tag 42") || reply_code(&e).is_none(),
+            "{e}"
+        );
     }
 
     let ch = conn.create_channel().await.unwrap();
     let e = ch
-        .queue_bind("hello".into(), "nope".into(), "k".into(), QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            "hello".into(),
+            "nope".into(),
+            "k".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
-    assert_eq!(reply_text(&e), "NOT_FOUND - no exchange 'nope' in vhost '/'");
+    assert_eq!(
+        reply_text(&e),
+        "NOT_FOUND - no exchange 'nope' in vhost '/'"
+    );
 
     let ch = conn.create_channel().await.unwrap();
-    let _consumer = ch.basic_consume("hello".into(), "c".into(), BasicConsumeOptions::default(), FieldTable::default()).await.unwrap();
+    let _consumer = ch
+        .basic_consume(
+            "hello".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     let e = ch
-        .queue_delete("hello".into(), QueueDeleteOptions { if_unused: true, ..Default::default() })
+        .queue_delete(
+            "hello".into(),
+            QueueDeleteOptions {
+                if_unused: true,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
-    assert_eq!(reply_text(&e), "PRECONDITION_FAILED - queue 'hello' in vhost '/' in use");
+    assert_eq!(
+        reply_text(&e),
+        "PRECONDITION_FAILED - queue 'hello' in vhost '/' in use"
+    );
 
     // The connection survived every channel error.
     let ch = conn.create_channel().await.unwrap();
-    ch.queue_declare("still-works".into(), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
+    ch.queue_declare(
+        "still-works".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -107,16 +196,27 @@ async fn publishing_to_a_missing_exchange_closes_the_channel_with_404() {
     let node = Node::start();
     let conn = node.connect().await;
     let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     let r = ch
-        .basic_publish("nowhere".into(), "k".into(), BasicPublishOptions::default(), b"x", BasicProperties::default())
+        .basic_publish(
+            "nowhere".into(),
+            "k".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
         .await;
     let e = match r {
         Err(e) => e,
         Ok(confirm) => confirm.await.unwrap_err(),
     };
     assert_eq!(reply_code(&e), Some(404), "{e}");
-    assert_eq!(reply_text(&e), "NOT_FOUND - no exchange 'nowhere' in vhost '/'");
+    assert_eq!(
+        reply_text(&e),
+        "NOT_FOUND - no exchange 'nowhere' in vhost '/'"
+    );
 }
 
 #[tokio::test]
@@ -124,41 +224,83 @@ async fn exclusive_queues_are_locked_to_their_connection() {
     let node = Node::start();
     let owner = node.connect().await;
     let ch = owner.create_channel().await.unwrap();
-    ch.queue_declare("mine".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())
-        .await
-        .unwrap();
+    ch.queue_declare(
+        "mine".into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     let other = node.connect().await;
     let ch2 = other.create_channel().await.unwrap();
     let e = ch2
-        .basic_consume("mine".into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            "mine".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(reply_code(&e), Some(405));
-    assert!(reply_text(&e).starts_with("RESOURCE_LOCKED - cannot obtain exclusive access to locked queue 'mine' in vhost '/'"));
+    assert!(reply_text(&e).starts_with(
+        "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue 'mine' in vhost '/'"
+    ));
     // An exclusive consumer keeps others out (403).
-    ch.queue_declare("shared".into(), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
+    ch.queue_declare(
+        "shared".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     // lapin cancels a consumer when its handle is dropped: keep it.
-    let _exclusive = ch.basic_consume("shared".into(), "only".into(), BasicConsumeOptions { exclusive: true, ..Default::default() }, FieldTable::default())
+    let _exclusive = ch
+        .basic_consume(
+            "shared".into(),
+            "only".into(),
+            BasicConsumeOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let ch3 = other.create_channel().await.unwrap();
     let e = ch3
-        .basic_consume("shared".into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            "shared".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(reply_code(&e), Some(403));
-    assert_eq!(reply_text(&e), "ACCESS_REFUSED - queue 'shared' in vhost '/' in exclusive use");
+    assert_eq!(
+        reply_text(&e),
+        "ACCESS_REFUSED - queue 'shared' in vhost '/' in exclusive use"
+    );
 }
 
 #[tokio::test]
 async fn wrong_credentials_and_unknown_vhost_are_refused() {
     let node = Node::start();
     let bad = format!("amqp://guest:wrong@127.0.0.1:{}/%2f", node.port);
-    let e = Connection::connect(&bad, ConnectionProperties::default()).await.unwrap_err();
+    let e = Connection::connect(&bad, ConnectionProperties::default())
+        .await
+        .unwrap_err();
     assert_eq!(reply_code(&e), Some(403), "{e}");
-    assert!(reply_text(&e).starts_with("ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN"));
+    assert!(reply_text(&e)
+        .starts_with("ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN"));
     let novhost = format!("amqp://guest:guest@127.0.0.1:{}/nope", node.port);
-    let e = Connection::connect(&novhost, ConnectionProperties::default()).await.unwrap_err();
+    let e = Connection::connect(&novhost, ConnectionProperties::default())
+        .await
+        .unwrap_err();
     assert_eq!(reply_code(&e), Some(530), "{e}");
     assert_eq!(reply_text(&e), "NOT_ALLOWED - vhost nope not found");
     // The node keeps serving.
@@ -208,28 +350,51 @@ fn oversized_frame_is_refused_before_buffering_and_node_keeps_serving() {
     assert_eq!(code, 501);
     let mut c = RawClient::connect(node.port);
     c.handshake(0);
-    c.send_method(1, &AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos { prefetch_count: 1, global: false })));
+    c.send_method(
+        1,
+        &AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+            prefetch_count: 1,
+            global: false,
+        })),
+    );
     let (code, text) = c.expect_connection_close();
-    assert_eq!((code, text.as_str()), (504, "CHANNEL_ERROR - expected 'channel.open' on channel 1"));
+    assert_eq!(
+        (code, text.as_str()),
+        (504, "CHANNEL_ERROR - expected 'channel.open' on channel 1")
+    );
     let mut c = RawClient::connect(node.port);
     c.handshake(0);
-    c.send_method(4000, &AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})));
+    c.send_method(
+        4000,
+        &AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    );
     let (code, _) = c.expect_connection_close();
     assert_eq!(code, 504);
     // Content header without a publish.
     let mut c = RawClient::connect(node.port);
     c.handshake(0);
-    c.send_method(1, &AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})));
-    c.send(&[2, 0, 1, 0, 0, 0, 14, 0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0xce]);
+    c.send_method(
+        1,
+        &AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    );
+    c.send(&[
+        2, 0, 1, 0, 0, 0, 14, 0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0xce,
+    ]);
     let (code, _) = c.expect_connection_close();
     assert_eq!(code, 505);
     // After all that, a normal client still works.
     let mut c = RawClient::connect(node.port);
     c.handshake(0);
-    c.send_method(1, &AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})));
+    c.send_method(
+        1,
+        &AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    );
     let (ch, m) = c.read_method().unwrap();
     assert_eq!(ch, 1);
-    assert!(matches!(m, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_))));
+    assert!(matches!(
+        m,
+        AMQPClass::Channel(channel::AMQPMethod::OpenOk(_))
+    ));
 }
 
 #[test]
@@ -245,10 +410,16 @@ fn silent_peer_is_dropped_after_two_heartbeat_intervals() {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        assert!(started.elapsed() < Duration::from_secs(8), "server never dropped a silent peer");
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "server never dropped a silent peer"
+        );
     }
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(1500), "dropped too early: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "dropped too early: {waited:?}"
+    );
 }
 
 #[test]
@@ -259,12 +430,22 @@ fn sigterm_closes_clients_with_connection_forced() {
     let pid = node.pid();
     let closer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(200));
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
     });
     let (code, text) = c.expect_connection_close();
     closer.join().unwrap();
     assert_eq!(code, 320);
-    assert_eq!(text, "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'");
-    c.send_method(0, &AMQPClass::Connection(warren_amqp::connection::AMQPMethod::CloseOk(warren_amqp::connection::CloseOk {})));
+    assert_eq!(
+        text,
+        "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"
+    );
+    c.send_method(
+        0,
+        &AMQPClass::Connection(warren_amqp::connection::AMQPMethod::CloseOk(
+            warren_amqp::connection::CloseOk {},
+        )),
+    );
     assert_eq!(node.terminate(), Some(0));
 }

@@ -33,7 +33,7 @@ enum Command {
     Server(server::ServerArgs),
     /// Load generator with RabbitMQ PerfTest's flags (`warren perf -x 1 -y 1 -z 10`).
     #[command(disable_help_flag = true)]
-    Perf(perf::PerfArgs),
+    Perf(Box<perf::PerfArgs>),
     /// Run the load balancer with HAProxy's flags (`warren lb -f haproxy.cfg`).
     Lb {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Server(a) => server::run(a),
-        Command::Perf(a) => perf::main(a),
+        Command::Perf(a) => perf::main(*a),
         Command::Lb { args } => warren_lb::main(args),
         Command::Vrrp { args } => warren_vrrp::main(args),
     }

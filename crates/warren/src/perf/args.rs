@@ -5,7 +5,11 @@ use clap::Args;
 #[derive(Args, Debug, Clone)]
 pub struct PerfArgs {
     /// Broker URI (repeat for a cluster; producers and consumers are spread over them).
-    #[arg(short = 'h', long = "uri", default_value = "amqp://guest:guest@localhost:5672/%2f")]
+    #[arg(
+        short = 'h',
+        long = "uri",
+        default_value = "amqp://guest:guest@localhost:5672/%2f"
+    )]
     pub uri: Vec<String>,
     /// Number of producers.
     #[arg(short = 'x', long = "producers", default_value_t = 1)]

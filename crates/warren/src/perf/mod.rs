@@ -1,12 +1,13 @@
-//! `warren perf`: a load generator with RabbitMQ PerfTest's flags and output, built on lapin.
+//! `warren perf`: a load generator with RabbitMQ PerfTest's flags and output, built on Warren's own codec.
 //!
 //! PerfTest (Java) cannot be fetched on our machines, and users read its numbers fluently, so
-//! this speaks its dialect: `-x` producers, `-y` consumers, `-s` size, `-z` seconds, `--confirm`,
+//! this speaks its dialect over a minimal client of its own (`client`, see why there): `-x` producers, `-y` consumers, `-s` size, `-z` seconds, `--confirm`,
 //! `-q` prefetch, `-a` auto-ack, `-f persistent|mandatory`, ... Each producer and consumer has
 //! its own connection, as PerfTest does. Every body starts with a send timestamp so that
 //! consumers measure end-to-end latency.
 
 mod args;
+mod client;
 mod run;
 mod stats;
 

@@ -4,16 +4,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt;
-use lapin::options::*;
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use tokio::sync::{mpsc, Semaphore};
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+use warren_amqp::content::encode_properties;
+use warren_amqp::frame::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
+use warren_amqp::outgoing::Outgoing;
+use warren_amqp::{
+    basic, confirm, exchange, queue, AMQPClass, AMQPValue, BasicProperties, FieldTable, LongString,
+    ShortString,
+};
 
 use super::args::PerfArgs;
+use super::client::{confirm_tag, deliver_tag, parse_uri, Client, Error, Uri};
 use super::stats::{Reporter, Stats};
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn now_nanos() -> u64 {
     SystemTime::now()
@@ -22,13 +25,10 @@ fn now_nanos() -> u64 {
 }
 
 fn random_suffix() -> String {
-    format!("{:08x}", (now_nanos() ^ (std::process::id() as u64) << 20) as u32)
-}
-
-async fn connect(uri: &str) -> Result<Connection, Error> {
-    Connection::connect(uri, ConnectionProperties::default())
-        .await
-        .map_err(|e| format!("cannot connect to {uri}: {e}").into())
+    format!(
+        "{:08x}",
+        (now_nanos() ^ ((std::process::id() as u64) << 20)) as u32
+    )
 }
 
 fn parse_queue_args(spec: &Option<String>) -> FieldTable {
@@ -52,21 +52,21 @@ struct Target {
     routing_key: String,
 }
 
-async fn setup(a: &PerfArgs, ch: &Channel) -> Result<Vec<Target>, Error> {
+async fn setup(a: &PerfArgs, c: &mut Client) -> Result<Vec<Target>, Error> {
     let builtin = a.exchange.is_empty() || a.exchange.starts_with("amq.");
     if !builtin {
-        let kind = match a.exchange_type.as_str() {
-            "fanout" => ExchangeKind::Fanout,
-            "topic" => ExchangeKind::Topic,
-            "headers" => ExchangeKind::Headers,
-            _ => ExchangeKind::Direct,
-        };
-        ch.exchange_declare(
-            a.exchange.as_str().into(),
-            kind,
-            ExchangeDeclareOptions::default(),
-            FieldTable::default(),
-        )
+        c.call(AMQPClass::Exchange(exchange::AMQPMethod::Declare(
+            exchange::Declare {
+                exchange: a.exchange.as_str().into(),
+                kind: a.exchange_type.as_str().into(),
+                passive: false,
+                durable: false,
+                auto_delete: false,
+                internal: false,
+                nowait: false,
+                arguments: FieldTable::default(),
+            },
+        )))
         .await?;
     }
     let run_key = a
@@ -79,32 +79,35 @@ async fn setup(a: &PerfArgs, ch: &Channel) -> Result<Vec<Target>, Error> {
             Some(n) => (n, false),
             None => (format!("perf-test-{}", random_suffix()), true),
         };
-        ch.queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
+        c.call(AMQPClass::Queue(queue::AMQPMethod::Declare(
+            queue::Declare {
+                queue: queue.as_str().into(),
+                passive: false,
+                durable: a.persistent(),
+                exclusive: false,
                 auto_delete,
-                ..Default::default()
+                nowait: false,
+                arguments: parse_queue_args(&a.queue_args),
             },
-            parse_queue_args(&a.queue_args),
-        )
+        )))
         .await?;
-        let routing_key = if a.queue_pattern.is_some() {
-            queue.clone()
-        } else {
-            run_key.clone()
-        };
         let routing_key = if a.exchange.is_empty() {
             queue.clone()
         } else {
-            ch.queue_bind(
-                queue.as_str().into(),
-                a.exchange.as_str().into(),
-                routing_key.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
+            let key = if a.queue_pattern.is_some() {
+                queue.clone()
+            } else {
+                run_key.clone()
+            };
+            c.call(AMQPClass::Queue(queue::AMQPMethod::Bind(queue::Bind {
+                queue: queue.as_str().into(),
+                exchange: a.exchange.as_str().into(),
+                routing_key: key.as_str().into(),
+                nowait: false,
+                arguments: FieldTable::default(),
+            })))
             .await?;
-            routing_key
+            key
         };
         targets.push(Target { queue, routing_key });
     }
@@ -115,37 +118,43 @@ pub async fn run(a: PerfArgs) -> Result<(), Error> {
     if a.size < 12 {
         return Err("message size (-s) must be at least 12 bytes (timestamp and sequence)".into());
     }
-    let id = a
-        .id
-        .clone()
-        .unwrap_or_else(|| format!("test-{}", random_suffix()));
-    let setup_conn = connect(&a.uri[0]).await?;
-    let setup_ch = setup_conn.create_channel().await?;
-    let targets = setup(&a, &setup_ch).await?;
+    let uris: Vec<Uri> = a
+        .uri
+        .iter()
+        .map(|u| parse_uri(u))
+        .collect::<Result<_, _>>()?;
+    let id =
+        a.id.clone()
+            .unwrap_or_else(|| format!("test-{}", random_suffix()));
+    let mut setup_client = Client::connect(&uris[0]).await?;
+    let targets = setup(&a, &mut setup_client).await?;
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let a = Arc::new(a);
 
-    // Consumers first, so no message is published before someone listens. Many consumers
-    // share connections (one channel each) to keep the load generator itself light.
-    let mut consumer_conns: Vec<Connection> = Vec::new();
-    let conns_for_consumers = a.consumers.min(16);
-    for i in 0..conns_for_consumers {
-        consumer_conns.push(connect(&a.uri[i % a.uri.len()]).await?);
-    }
+    // Consumers first, so no message is published before someone listens.
     let mut tasks = Vec::new();
-    let consumers = if a.consumers == 0 { 0 } else { a.consumers.max(targets.len().min(a.consumers)) };
-    for i in 0..consumers {
-        let ch = consumer_conns[i % conns_for_consumers].create_channel().await?;
+    for i in 0..a.consumers {
+        let c = Client::connect(&uris[i % uris.len()]).await?;
         let target = targets[i % targets.len()].clone();
-        tasks.push(tokio::spawn(consume(ch, target, a.clone(), stats.clone(), stop.clone())));
+        tasks.push(tokio::spawn(report(
+            consume(c, target, a.clone(), stats.clone(), stop.clone()),
+            "consumer",
+        )));
     }
-    let mut producer_conns = Vec::new();
     for i in 0..a.producers {
-        let conn = connect(&a.uri[i % a.uri.len()]).await?;
-        let ch = conn.create_channel().await?;
-        producer_conns.push(conn);
-        tasks.push(tokio::spawn(produce(ch, i, targets.clone(), a.clone(), stats.clone(), stop.clone())));
+        let c = Client::connect(&uris[i % uris.len()]).await?;
+        tasks.push(tokio::spawn(report(
+            produce(
+                c,
+                i,
+                targets.clone(),
+                a.clone(),
+                stats.clone(),
+                stop.clone(),
+            ),
+            "producer",
+        )));
     }
 
     let started = Instant::now();
@@ -156,175 +165,246 @@ pub async fn run(a: PerfArgs) -> Result<(), Error> {
         ticker.tick().await;
         reporter.tick(&stats);
         let timed_out = a.time > 0 && started.elapsed() >= Duration::from_secs(a.time);
-        let done = tasks.iter().all(|t| t.is_finished());
-        if timed_out || done {
+        if timed_out || tasks.iter().all(|t| t.is_finished()) {
             break;
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    reporter.summary(&stats, elapsed);
+    reporter.summary(&stats, started.elapsed());
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
-    for t in &targets {
-        if a.queue.is_none() && a.queue_pattern.is_none() {
-            let _ = setup_ch
-                .queue_delete(t.queue.as_str().into(), QueueDeleteOptions::default())
+    if a.queue.is_none() && a.queue_pattern.is_none() {
+        for t in &targets {
+            let _ = setup_client
+                .call(AMQPClass::Queue(queue::AMQPMethod::Delete(queue::Delete {
+                    queue: t.queue.as_str().into(),
+                    if_unused: false,
+                    if_empty: false,
+                    nowait: false,
+                })))
                 .await;
         }
-    }
-    let _ = setup_conn.close(200, "perf done".into()).await;
-    for c in consumer_conns.iter().chain(producer_conns.iter()) {
-        let _ = c.close(200, "perf done".into()).await;
     }
     Ok(())
 }
 
-async fn produce(
-    ch: Channel,
-    index: usize,
-    targets: Vec<Target>,
-    a: Arc<PerfArgs>,
-    stats: Arc<Stats>,
-    stop: Arc<AtomicBool>,
-) {
-    if let Err(e) = produce_inner(ch, index, targets, a, stats, stop).await {
-        eprintln!("producer: {e}");
+async fn report(f: impl std::future::Future<Output = Result<(), Error>>, role: &str) {
+    if let Err(e) = f.await {
+        eprintln!("{role}: {e}");
     }
 }
 
-async fn produce_inner(
-    ch: Channel,
+async fn produce(
+    c: Client,
     index: usize,
     targets: Vec<Target>,
     a: Arc<PerfArgs>,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), Error> {
+    let Client {
+        mut reader,
+        mut writer,
+        frame_max,
+    } = c;
     let props = if a.persistent() {
         BasicProperties::default().with_delivery_mode(2)
     } else {
         BasicProperties::default()
     };
-    let opts = BasicPublishOptions {
-        mandatory: a.mandatory(),
-        ..Default::default()
-    };
-    // Outstanding confirms are bounded by a semaphore; a waiter task settles them in order.
-    let window = a.confirm.map(|n| Arc::new(Semaphore::new(n.max(1))));
-    let (confirm_tx, mut confirm_rx) =
-        mpsc::channel::<(lapin::PublisherConfirm, tokio::sync::OwnedSemaphorePermit)>(a.confirm.unwrap_or(1).max(1));
-    let waiter_stats = stats.clone();
-    let waiter = tokio::spawn(async move {
-        while let Some((c, permit)) = confirm_rx.recv().await {
-            match c.await {
-                Ok(lapin::Confirmation::Ack(None)) => waiter_stats.confirmed.fetch_add(1, Ordering::Relaxed),
-                Ok(lapin::Confirmation::Ack(Some(_))) => waiter_stats.returned.fetch_add(1, Ordering::Relaxed),
-                _ => waiter_stats.nacked.fetch_add(1, Ordering::Relaxed),
-            };
-            drop(permit);
+    let raw_props = encode_properties(&props);
+    // Outstanding confirms are bounded by a semaphore refilled by the reader as acks arrive.
+    let window = a.confirm.map(|n| n.max(1));
+    let permits = Arc::new(Semaphore::new(window.unwrap_or(0)));
+    if window.is_some() {
+        let mut out = Outgoing::new();
+        out.method(
+            1,
+            &AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
+                nowait: false,
+            })),
+        );
+        writer.write(&mut out).await?;
+        loop {
+            let f = reader.frame().await?;
+            if f.kind == FRAME_METHOD {
+                break;
+            }
+        }
+    }
+    let reader_permits = permits.clone();
+    let reader_stats = stats.clone();
+    let confirms = tokio::spawn(async move {
+        let mut last_settled = 0u64;
+        loop {
+            let Ok(f) = reader.frame().await else { return };
+            if f.kind != FRAME_METHOD || f.payload.len() < 4 {
+                continue;
+            }
+            match (f.payload[2], f.payload[3]) {
+                (0, 80) | (0, 120) => {
+                    let Some((tag, multiple)) = confirm_tag(&f.payload) else {
+                        continue;
+                    };
+                    let n = if multiple {
+                        tag.saturating_sub(last_settled)
+                    } else {
+                        1
+                    };
+                    last_settled = last_settled.max(tag);
+                    let counter = if f.payload[3] == 80 {
+                        &reader_stats.confirmed
+                    } else {
+                        &reader_stats.nacked
+                    };
+                    counter.fetch_add(n, Ordering::Relaxed);
+                    reader_permits.add_permits(n as usize);
+                }
+                (0, 50) => {
+                    reader_stats.returned.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
         }
     });
-    if window.is_some() {
-        ch.confirm_select(ConfirmSelectOptions::default()).await?;
-    }
-    let mut body = vec![0u8; a.size];
+    let body_template = vec![0u8; a.size];
     let started = Instant::now();
     let mut seq: u64 = 0;
-    let exchange: ShortString = a.exchange.as_str().into();
+    let mut out = Outgoing::new();
+    let batch_max: u64 = match window {
+        Some(w) => (w as u64).clamp(1, 256),
+        None => 256,
+    };
     while !stop.load(Ordering::Relaxed) && (a.pmessages == 0 || seq < a.pmessages) {
+        let mut batch = batch_max;
+        if a.pmessages > 0 {
+            batch = batch.min(a.pmessages - seq);
+        }
         if a.rate > 0 {
             let due = started + Duration::from_secs_f64(seq as f64 / a.rate as f64);
             let now = Instant::now();
             if due > now {
                 tokio::time::sleep(due - now).await;
             }
+            let allowed = (started.elapsed().as_secs_f64() * a.rate as f64) as u64 + 1;
+            batch = batch.min(allowed.saturating_sub(seq).max(1));
         }
-        let permit = match &window {
-            Some(w) => Some(w.clone().acquire_owned().await?),
-            None => None,
-        };
-        body[..8].copy_from_slice(&now_nanos().to_be_bytes());
-        body[8..12].copy_from_slice(&(seq as u32).to_be_bytes());
-        let t = &targets[(seq as usize + index) % targets.len()];
-        let confirm = ch
-            .basic_publish(exchange.clone(), t.routing_key.as_str().into(), opts, &body, props.clone())
-            .await?;
-        if let Some(p) = permit {
-            if confirm_tx.send((confirm, p)).await.is_err() {
-                break;
+        if window.is_some() {
+            // Take what is free now (at least one), so a small window still pipelines.
+            let p = permits.acquire().await?;
+            p.forget();
+            let extra = (permits.available_permits() as u64).min(batch - 1);
+            if extra > 0 {
+                permits.acquire_many(extra as u32).await?.forget();
             }
+            batch = extra + 1;
         }
-        seq += 1;
-        stats.sent.fetch_add(1, Ordering::Relaxed);
+        for _ in 0..batch {
+            let mut body = body_template.clone();
+            body[..8].copy_from_slice(&now_nanos().to_be_bytes());
+            body[8..12].copy_from_slice(&(seq as u32).to_be_bytes());
+            let t = &targets[(seq as usize + index) % targets.len()];
+            out.publish(1, &a.exchange, &t.routing_key, a.mandatory());
+            out.content(1, &raw_props, &Bytes::from(body), frame_max);
+            seq += 1;
+        }
+        writer.write(&mut out).await?;
+        stats.sent.fetch_add(batch, Ordering::Relaxed);
     }
-    drop(confirm_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+    if window.is_some() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stats.confirmed.load(Ordering::Relaxed) + stats.nacked.load(Ordering::Relaxed)
+            < stats.sent.load(Ordering::Relaxed)
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    confirms.abort();
     Ok(())
 }
 
-async fn consume(ch: Channel, target: Target, a: Arc<PerfArgs>, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
-    if let Err(e) = consume_inner(ch, target, a, stats, stop).await {
-        eprintln!("consumer: {e}");
-    }
-}
-
-async fn consume_inner(
-    ch: Channel,
+async fn consume(
+    c: Client,
     target: Target,
     a: Arc<PerfArgs>,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), Error> {
+    let mut c = c;
     if a.qos > 0 {
-        ch.basic_qos(a.qos, BasicQosOptions::default()).await?;
-    }
-    let mut consumer = ch
-        .basic_consume(
-            target.queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: a.autoack,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+        c.call(AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+            prefetch_count: a.qos,
+            global: false,
+        })))
         .await?;
+    }
+    c.call(AMQPClass::Basic(basic::AMQPMethod::Consume(
+        basic::Consume {
+            queue: target.queue.as_str().into(),
+            consumer_tag: "".into(),
+            no_local: false,
+            no_ack: a.autoack,
+            exclusive: false,
+            nowait: false,
+            arguments: FieldTable::default(),
+        },
+    )))
+    .await?;
+    let Client {
+        mut reader,
+        mut writer,
+        ..
+    } = c;
     let started = Instant::now();
     let mut count: u64 = 0;
+    let mut tag = 0u64;
+    let mut want_body_start = false;
+    let mut out = Outgoing::new();
     while !stop.load(Ordering::Relaxed) && (a.cmessages == 0 || count < a.cmessages) {
-        let next = tokio::time::timeout(Duration::from_millis(200), consumer.next()).await;
-        let delivery = match next {
+        let f = match tokio::time::timeout(Duration::from_millis(200), reader.frame()).await {
             Err(_) => continue,
-            Ok(None) => break,
-            Ok(Some(d)) => d?,
+            Ok(f) => f?,
         };
-        count += 1;
-        if delivery.data.len() >= 8 {
-            let mut ts = [0u8; 8];
-            ts.copy_from_slice(&delivery.data[..8]);
-            let sent = u64::from_be_bytes(ts);
-            stats.record_latency(now_nanos().saturating_sub(sent) / 1000);
-        }
-        stats.received.fetch_add(1, Ordering::Relaxed);
-        if !a.autoack {
-            if a.multi_ack_every > 0 {
-                if count % a.multi_ack_every == 0 {
-                    ch.basic_ack(delivery.delivery_tag, BasicAckOptions { multiple: true })
-                        .await?;
+        match f.kind {
+            FRAME_METHOD if f.payload.len() >= 4 && f.payload[3] == 60 => {
+                tag = deliver_tag(&f.payload).unwrap_or(0);
+                want_body_start = true;
+            }
+            FRAME_HEADER => {}
+            FRAME_BODY if want_body_start => {
+                want_body_start = false;
+                count += 1;
+                if f.payload.len() >= 8 {
+                    let sent = u64::from_be_bytes(f.payload[..8].try_into().unwrap_or([0; 8]));
+                    stats.record_latency(now_nanos().saturating_sub(sent) / 1000);
                 }
-            } else {
-                ch.basic_ack(delivery.delivery_tag, BasicAckOptions::default())
-                    .await?;
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                if !a.autoack {
+                    if a.multi_ack_every > 0 {
+                        if count.is_multiple_of(a.multi_ack_every) {
+                            out.confirm(1, tag, true, true);
+                        }
+                    } else {
+                        out.confirm(1, tag, false, true);
+                    }
+                }
+                if a.consumer_rate > 0 {
+                    let due =
+                        started + Duration::from_secs_f64(count as f64 / a.consumer_rate as f64);
+                    let now = Instant::now();
+                    if due > now {
+                        writer.write(&mut out).await?;
+                        tokio::time::sleep(due - now).await;
+                    }
+                }
             }
+            _ => {}
         }
-        if a.consumer_rate > 0 {
-            let due = started + Duration::from_secs_f64(count as f64 / a.consumer_rate as f64);
-            let now = Instant::now();
-            if due > now {
-                tokio::time::sleep(due - now).await;
-            }
+        // Acks for everything already read go out in one write.
+        if !out.is_empty() && !reader.has_buffered_frame() {
+            writer.write(&mut out).await?;
         }
     }
     Ok(())

@@ -99,9 +99,18 @@ impl Reporter {
         let secs = elapsed.as_secs_f64().max(1e-9);
         let sent = s.sent.load(Ordering::Relaxed);
         let received = s.received.load(Ordering::Relaxed);
-        println!("id: {}, sending rate avg: {} msg/s", self.id, (sent as f64 / secs).round());
-        println!("id: {}, receiving rate avg: {} msg/s", self.id, (received as f64 / secs).round());
-        let mut all = std::mem::take(&mut *s.all_latencies.lock().unwrap_or_else(|e| e.into_inner()));
+        println!(
+            "id: {}, sending rate avg: {} msg/s",
+            self.id,
+            (sent as f64 / secs).round()
+        );
+        println!(
+            "id: {}, receiving rate avg: {} msg/s",
+            self.id,
+            (received as f64 / secs).round()
+        );
+        let mut all =
+            std::mem::take(&mut *s.all_latencies.lock().unwrap_or_else(|e| e.into_inner()));
         println!(
             "id: {}, consumer latency min/median/75th/95th/99th {}",
             self.id,
