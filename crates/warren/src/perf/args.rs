@@ -78,6 +78,11 @@ pub struct PerfArgs {
     /// Test id printed on every line.
     #[arg(long = "id")]
     pub id: Option<String>,
+    /// Instead of a throughput test: open this many idle connections (handshake done, one
+    /// channel open) and hold them for `-z` seconds, to measure the broker's memory per
+    /// connection.
+    #[arg(long = "idle-connections")]
+    pub idle_connections: Option<usize>,
     /// Print help (`-h` is PerfTest's URI flag, so help is `--help` only).
     #[arg(long = "help", action = clap::ArgAction::Help)]
     pub help: Option<bool>,

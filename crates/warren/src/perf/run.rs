@@ -123,6 +123,9 @@ pub async fn run(a: PerfArgs) -> Result<(), Error> {
         .iter()
         .map(|u| parse_uri(u))
         .collect::<Result<_, _>>()?;
+    if let Some(n) = a.idle_connections {
+        return idle_connections(&uris, n, a.time).await;
+    }
     let id =
         a.id.clone()
             .unwrap_or_else(|| format!("test-{}", random_suffix()));
@@ -407,5 +410,28 @@ async fn consume(
             writer.write(&mut out).await?;
         }
     }
+    Ok(())
+}
+
+/// Opens `n` connections (16 at a time), reports when all are open, holds them `secs`.
+async fn idle_connections(uris: &[Uri], n: usize, secs: u64) -> Result<(), Error> {
+    let started = Instant::now();
+    let mut held = Vec::with_capacity(n);
+    let mut pending = Vec::new();
+    for i in 0..n {
+        let uri = uris[i % uris.len()].clone();
+        pending.push(tokio::spawn(async move { Client::connect(&uri).await }));
+        if pending.len() == 16 || i + 1 == n {
+            for p in pending.drain(..) {
+                held.push(p.await??);
+            }
+        }
+    }
+    println!(
+        "opened {} idle connections in {:.3}s; holding them for {secs}s",
+        held.len(),
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(secs)).await;
     Ok(())
 }

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Warren vs RabbitMQ 3.10 on this machine, one fixed matrix, one run, ratios printed.
+#
+# Both brokers are pinned to CPU 0 (RabbitMQ with one scheduler, +S 1:1) and the load
+# generator (`warren perf`, PerfTest's flags) to CPU 1, so each broker gets one core and the
+# generator never competes with it. Durability settings are the same for both: queues are
+# declared durable and messages persistent only in the persistent row.
+#
+# Usage: bench/broker.sh [seconds per row, default 10]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+secs=${1:-10}
+source "$here/rabbitmq.sh"
+rabbitmq_ensure_installed
+ulimit -n 65536 2>/dev/null || ulimit -n 16384 2>/dev/null || true
+(cd "$root" && cargo build --release --bin warren -q)
+warren="$root/target/release/warren"
+work=$(mktemp -d /tmp/warren-bench.XXXXXX)
+ncpu=$(nproc)
+if [ "$ncpu" -ge 2 ]; then
+  PIN_BROKER="taskset -c 0"; PIN_GEN="taskset -c 1"; pinning="broker on CPU 0, load generator on CPU 1"
+else
+  PIN_BROKER=""; PIN_GEN=""; pinning="unpinned (one CPU)"
+fi
+RABBIT_ERL_ARGS="+S 1:1"
+WARREN_PORT=5690 RABBIT_PORT=5680
+
+cleanup() {
+  rabbitmq_stop || true
+  [ -n "${WARREN_PID:-}" ] && kill "$WARREN_PID" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# name | perf flags
+rows=(
+  "1→1 16 B transient auto-ack|-x 1 -y 1 -s 16 -a"
+  "1→1 16 B transient manual ack, prefetch 100|-x 1 -y 1 -s 16 -q 100"
+  "1→1 1 KiB persistent, confirms (100), manual ack|-x 1 -y 1 -s 1024 -f persistent -c 100 -q 100"
+  "4→4 1 KiB transient|-x 4 -y 4 -s 1024 -a"
+  "fanout to 4 queues (16 B, rate = per queue)|-e bench.fanout -t fanout --queue-pattern bench-fan-%d --queue-pattern-from 1 --queue-pattern-to 4 -x 1 -y 4 -s 16 -a"
+  "1→1 64 KiB transient|-x 1 -y 1 -s 65536 -a"
+  "1,000 queues, one consumer each (16 B)|--queue-pattern bench-q-%d --queue-pattern-from 1 --queue-pattern-to 1000 -x 1 -y 1000 -s 16 -a"
+)
+
+# Runs one row against PORT; prints "sent received".
+run_row() {
+  local port=$1; shift
+  local out
+  out=$($PIN_GEN "$warren" perf -h "amqp://guest:guest@127.0.0.1:$port/%2f" -z "$secs" --quiet-seconds "$@" 2>&1) || true
+  local s r
+  s=$(echo "$out" | sed -n 's/.*sending rate avg: \([0-9]*\).*/\1/p')
+  r=$(echo "$out" | sed -n 's/.*receiving rate avg: \([0-9]*\).*/\1/p')
+  echo "${s:-0} ${r:-0}"
+}
+
+rss_kb() { ps -o rss= -p "$1" | tr -d ' '; }
+
+idle_row() {
+  local port=$1 pid=$2 n=10000
+  local before after
+  before=$(rss_kb "$pid")
+  $PIN_GEN "$warren" perf -h "amqp://guest:guest@127.0.0.1:$port/%2f" --idle-connections $n -z 5 >/dev/null 2>&1 &
+  local gen=$!
+  sleep 4
+  for _ in $(seq 60); do
+    [ "$(ss -tn state established "( sport = :$port )" | wc -l)" -gt $((n - 10)) ] && break
+    sleep 1
+  done
+  sleep 1
+  after=$(rss_kb "$pid")
+  wait $gen || true
+  echo $(( (after - before) * 1024 / n ))
+}
+
+declare -A W R
+start_warren() {
+  rm -rf "$work/warren"; mkdir -p "$work/warren"
+  $PIN_BROKER "$warren" server --port $WARREN_PORT --data-dir "$work/warren" --node-name bench@localhost >"$work/warren.log" 2>&1 &
+  WARREN_PID=$!
+  for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$WARREN_PORT) 2>/dev/null && break; sleep 0.1; done
+}
+
+echo "Running ${#rows[@]} rows × 2 brokers × ${secs}s ($pinning)..." >&2
+for i in "${!rows[@]}"; do
+  flags=${rows[$i]#*|}
+  # A fresh broker per row, so no row inherits another's queues or memory.
+  start_warren
+  W[$i]=$(run_row $WARREN_PORT $flags)
+  kill $WARREN_PID; wait $WARREN_PID 2>/dev/null || true
+  rabbitmq_start "$work/rabbit" $RABBIT_PORT
+  R[$i]=$(run_row $RABBIT_PORT $flags)
+  rabbitmq_stop
+  echo "  done: ${rows[$i]%%|*}: warren ${W[$i]} / rabbitmq ${R[$i]}" >&2
+done
+start_warren
+w_idle=$(idle_row $WARREN_PORT $WARREN_PID)
+kill $WARREN_PID; wait $WARREN_PID 2>/dev/null || true
+rabbitmq_start "$work/rabbit" $RABBIT_PORT
+r_idle=$(idle_row $RABBIT_PORT $RABBIT_PID)
+rabbitmq_stop
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f×", a / b; else print "n/a" }'; }
+echo
+echo "Warren $("$warren" --version | awk '{print $2}') vs RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), $(date -u +%Y-%m-%d), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), ${secs}s per row, $pinning"
+echo
+echo "| scenario | Warren msg/s (sent / received) | RabbitMQ msg/s (sent / received) | ratio (received) |"
+echo "|---|---|---|---|"
+for i in "${!rows[@]}"; do
+  read -r ws wr <<<"${W[$i]}"
+  read -r rs rr <<<"${R[$i]}"
+  echo "| ${rows[$i]%%|*} | $ws / $wr | $rs / $rr | $(ratio "$wr" "$rr") |"
+done
+echo "| 10,000 idle connections: memory per connection | $((w_idle / 1024)) KiB | $((r_idle / 1024)) KiB | $(ratio "$r_idle" "$w_idle") less |"
