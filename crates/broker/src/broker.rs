@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 
 use crate::auth::{Auth, Permission};
+use crate::channel::reply_to::ReplyTarget;
 use crate::vhost::Vhost;
 
 /// Settings a node starts with.
@@ -57,6 +58,8 @@ pub struct Broker {
     next_connection_id: AtomicU64,
     connections: Mutex<HashMap<u64, ConnectionInfo>>,
     shutdown: watch::Sender<bool>,
+    /// Direct reply-to consumers by token.
+    reply_targets: Mutex<HashMap<String, ReplyTarget>>,
 }
 
 impl Broker {
@@ -85,6 +88,7 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
             connections: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
+            reply_targets: Mutex::new(HashMap::new()),
         })
     }
 
@@ -145,6 +149,28 @@ impl Broker {
             .collect();
         v.sort_by_key(|c| c.id);
         v
+    }
+
+    pub(crate) fn register_reply_target(&self, token: &str, target: ReplyTarget) {
+        self.reply_targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.to_string(), target);
+    }
+
+    pub(crate) fn unregister_reply_target(&self, token: &str) {
+        self.reply_targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(token);
+    }
+
+    pub(crate) fn reply_target(&self, token: &str) -> Option<ReplyTarget> {
+        self.reply_targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned()
     }
 
     /// Tells every connection to close with 320 CONNECTION_FORCED.

@@ -14,6 +14,7 @@ pub mod channel;
 pub mod connection;
 pub mod exchange;
 pub mod message;
+pub mod policy;
 pub mod queue;
 pub mod server;
 pub mod vhost;

@@ -12,7 +12,8 @@ use warren_amqp::FieldTable;
 
 use crate::args;
 use crate::exchange::{Destination, Exchange, ExchangeKind, Route};
-use crate::queue::Queue;
+use crate::policy::{self, Policy};
+use crate::queue::{settings, Queue};
 
 /// A binding as declared (names, not handles), kept for listing and for rebuilding routes.
 #[derive(Clone, Debug)]
@@ -84,6 +85,7 @@ const QUEUE_EQUIVALENCE_ARGS: &[&str] = &[
 pub struct Vhost {
     pub name: String,
     state: RwLock<VhostState>,
+    policies: RwLock<Vec<Policy>>,
 }
 
 impl Vhost {
@@ -92,6 +94,7 @@ impl Vhost {
         let v = Vhost {
             name: name.to_string(),
             state: RwLock::new(VhostState::default()),
+            policies: RwLock::new(Vec::new()),
         };
         {
             let mut st = v.write();
@@ -139,7 +142,10 @@ impl Vhost {
         AmqpError::not_found(kind, name, &self.name)
     }
 
-    pub fn declare_exchange(&self, spec: ExchangeSpec<'_>) -> Result<Arc<Exchange>, AmqpError> {
+    pub fn declare_exchange(
+        self: &Arc<Self>,
+        spec: ExchangeSpec<'_>,
+    ) -> Result<Arc<Exchange>, AmqpError> {
         let mut st = self.write();
         if let Some(x) = st.exchanges.get(spec.name) {
             if spec.passive {
@@ -155,7 +161,7 @@ impl Vhost {
                     )))
                 }
             };
-            check("type", spec.kind.to_string(), x.kind.as_str().to_string())?;
+            check("type", spec.kind.to_string(), x.type_name().to_string())?;
             check("durable", spec.durable.to_string(), x.durable.to_string())?;
             check(
                 "auto_delete",
@@ -181,16 +187,23 @@ impl Vhost {
         if spec.passive {
             return Err(self.not_found("exchange", spec.name));
         }
-        let kind = match spec.kind {
-            "x-delayed-message" => {
-                return Err(AmqpError::new(
+        let delayed = spec.kind == "x-delayed-message";
+        let kind = if delayed {
+            args::get(&spec.arguments, "x-delayed-type")
+                .and_then(args::as_str)
+                .and_then(|t| ExchangeKind::parse(&t))
+                .ok_or_else(|| {
+                    AmqpError::precondition(
+                        "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+                    )
+                })?
+        } else {
+            ExchangeKind::parse(spec.kind).ok_or_else(|| {
+                AmqpError::new(
                     COMMAND_INVALID,
-                    "exchange type 'x-delayed-message' is not implemented yet",
-                ))
-            }
-            k => ExchangeKind::parse(k).ok_or_else(|| {
-                AmqpError::new(COMMAND_INVALID, format!("unknown exchange type '{k}'"))
-            })?,
+                    format!("invalid exchange type '{}'", spec.kind),
+                )
+            })?
         };
         if spec.name.starts_with("amq.") {
             return Err(AmqpError::new(
@@ -201,7 +214,12 @@ impl Vhost {
                 ),
             ));
         }
-        let x = Arc::new(Exchange::new(
+        let make = if delayed {
+            Exchange::new_delayed
+        } else {
+            Exchange::new
+        };
+        let x = Arc::new(make(
             spec.name,
             kind,
             spec.durable,
@@ -209,6 +227,18 @@ impl Vhost {
             spec.internal,
             spec.arguments,
         ));
+        if delayed && tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(crate::exchange::delayed::run(
+                Arc::downgrade(&x),
+                Arc::downgrade(self),
+            ));
+        }
+        let ae = self.policy_for(spec.name, false).and_then(|(_, d)| {
+            d.get("alternate-exchange")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        });
+        x.set_policy_alternate_exchange(ae);
         st.exchanges.insert(spec.name.to_string(), x.clone());
         Ok(x)
     }
@@ -242,7 +272,7 @@ impl Vhost {
     }
 
     /// Declares (or checks) a queue.
-    pub fn declare_queue(&self, spec: QueueSpec<'_>) -> Result<Arc<Queue>, AmqpError> {
+    pub fn declare_queue(self: &Arc<Self>, spec: QueueSpec<'_>) -> Result<Arc<Queue>, AmqpError> {
         let QueueSpec {
             name,
             passive,
@@ -256,6 +286,7 @@ impl Vhost {
         let mut st = self.write();
         if let Some(q) = st.queues.get(name) {
             check_exclusive(q, connection_id, &self.name)?;
+            q.touch();
             if passive {
                 return Ok(q.clone());
             }
@@ -303,13 +334,21 @@ impl Vhost {
                 )));
             }
         }
+        if let Err((key, why)) = settings::validate_arguments(&arguments) {
+            return Err(AmqpError::precondition(format!(
+                "invalid arg '{key}' for queue '{name}' in vhost '{}': {why}",
+                self.name
+            )));
+        }
+        let policy = self.policy_for(name, true);
         let q = Queue::new(
             name,
-            &self.name,
+            self,
             durable,
             exclusive_owner,
             auto_delete,
             arguments,
+            policy,
         );
         st.queues.insert(name.to_string(), q.clone());
         // Every queue is bound to the default exchange by its name; that binding is implicit
@@ -317,13 +356,97 @@ impl Vhost {
         Ok(q)
     }
 
-    /// Removes a queue and its bindings. Returns it if it existed.
-    pub fn remove_queue(&self, name: &str) -> Option<Arc<Queue>> {
+    /// Deletes a queue: removes it and its bindings, and tells its consumers (`basic.cancel`,
+    /// for clients that announced `consumer_cancel_notify`). Returns the number of ready
+    /// messages it held.
+    pub fn delete_queue(&self, q: &Arc<Queue>) -> u32 {
         let mut st = self.write();
-        let q = st.queues.remove(name)?;
-        let touched = remove_bindings(&mut st, |b| b.destination_is_queue && b.destination == name);
-        self.rebuild(&mut st, touched);
-        Some(q)
+        if st
+            .queues
+            .get(&q.name)
+            .is_some_and(|have| Arc::ptr_eq(have, q))
+        {
+            st.queues.remove(&q.name);
+            let touched = remove_bindings(&mut st, |b| {
+                b.destination_is_queue && b.destination == q.name
+            });
+            self.rebuild(&mut st, touched);
+        }
+        drop(st);
+        let (consumers, count) = q.delete();
+        for c in consumers {
+            if c.notify_cancel {
+                let m = warren_amqp::AMQPClass::Basic(warren_amqp::basic::AMQPMethod::Cancel(
+                    warren_amqp::basic::Cancel {
+                        consumer_tag: warren_amqp::ShortString::from(c.tag.clone()),
+                        nowait: true,
+                    },
+                ));
+                c.link.wire.send(|out| out.method(c.link.id, &m));
+            }
+        }
+        count
+    }
+
+    /// The policy (name and definition) that applies to an object now.
+    fn policy_for(&self, name: &str, is_queue: bool) -> Option<(String, serde_json::Value)> {
+        let policies = self.policies.read().unwrap_or_else(|e| e.into_inner());
+        policy::select(&policies, name, is_queue).map(|p| (p.name.clone(), p.definition.clone()))
+    }
+
+    pub fn policies(&self) -> Vec<Policy> {
+        self.policies
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Adds or replaces a policy and re-applies policies to every queue and exchange.
+    /// Returns true when the policy is new.
+    pub fn set_policy(&self, p: Policy) -> bool {
+        let created = {
+            let mut ps = self.policies.write().unwrap_or_else(|e| e.into_inner());
+            let created = !ps.iter().any(|x| x.name == p.name);
+            ps.retain(|x| x.name != p.name);
+            ps.push(p);
+            created
+        };
+        self.reapply_policies();
+        created
+    }
+
+    pub fn clear_policy(&self, name: &str) -> bool {
+        let removed = {
+            let mut ps = self.policies.write().unwrap_or_else(|e| e.into_inner());
+            let before = ps.len();
+            ps.retain(|x| x.name != name);
+            ps.len() != before
+        };
+        if removed {
+            self.reapply_policies();
+        }
+        removed
+    }
+
+    fn reapply_policies(&self) {
+        let (queues, exchanges): (Vec<Arc<Queue>>, Vec<Arc<Exchange>>) = {
+            let st = self.read();
+            (
+                st.queues.values().cloned().collect(),
+                st.exchanges.values().cloned().collect(),
+            )
+        };
+        for q in queues {
+            q.apply_policy(self.policy_for(&q.name, true));
+        }
+        for x in exchanges {
+            let ae = self.policy_for(&x.name, false).and_then(|(_, d)| {
+                d.get("alternate-exchange")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            });
+            x.set_policy_alternate_exchange(ae);
+        }
     }
 
     pub fn bind(&self, binding: Binding) -> Result<(), AmqpError> {

@@ -12,13 +12,16 @@ use warren_amqp::reply::{AmqpError, NOT_ALLOWED, NOT_IMPLEMENTED};
 use warren_amqp::{basic, AMQPClass, ShortString};
 
 use super::link::{Consumer, Unacked};
-use super::{declare, Channel, Ctx};
+use super::{declare, reply_to, Channel, Ctx};
 use crate::args;
 use crate::auth::Access;
 use crate::queue::{ConsumeError, Queue};
 
 impl Channel {
     pub(super) fn consume(&mut self, ctx: &Ctx<'_>, m: basic::Consume) -> Result<(), AmqpError> {
+        if m.queue.as_str() == reply_to::PSEUDO_QUEUE {
+            return self.consume_reply_to(ctx, m);
+        }
         let name = self.queue_name(&m.queue)?;
         ctx.check(Access::Read, "queue", &name)?;
         let q = self.find_queue(ctx, &name)?;
@@ -51,6 +54,7 @@ impl Channel {
             prefetch: self.consumer_prefetch,
             unacked: AtomicU32::new(0),
             notify_cancel: ctx.consumer_cancel_notify,
+            seq: q.next_consumer_seq(),
         });
         let id = self.id;
         let nowait = m.nowait;
@@ -74,8 +78,46 @@ impl Channel {
         Ok(())
     }
 
+    /// `basic.consume` on `amq.rabbitmq.reply-to` (direct reply-to).
+    fn consume_reply_to(&mut self, ctx: &Ctx<'_>, m: basic::Consume) -> Result<(), AmqpError> {
+        if !m.no_ack {
+            return Err(AmqpError::precondition("reply consumer cannot acknowledge"));
+        }
+        if self.reply_consumer.is_some() {
+            return Err(AmqpError::precondition("reply consumer already set"));
+        }
+        let tag = if m.consumer_tag.as_str().is_empty() {
+            format!("amq.ctag-{}", reply_to::new_token())
+        } else {
+            m.consumer_tag.to_string()
+        };
+        let token = reply_to::new_token();
+        ctx.broker.register_reply_target(
+            &token,
+            reply_to::ReplyTarget {
+                link: Arc::downgrade(&self.link),
+                consumer_tag: tag.clone(),
+            },
+        );
+        self.reply_consumer = Some((token, tag.clone()));
+        if !m.nowait {
+            self.reply(
+                ctx,
+                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                    consumer_tag: ShortString::from(tag),
+                })),
+            );
+        }
+        Ok(())
+    }
+
     pub(super) fn cancel(&mut self, ctx: &Ctx<'_>, m: basic::Cancel) -> Result<(), AmqpError> {
         let tag = m.consumer_tag.to_string();
+        if self.reply_consumer.as_ref().is_some_and(|(_, t)| *t == tag) {
+            if let Some((token, _)) = self.reply_consumer.take() {
+                ctx.broker.unregister_reply_target(&token);
+            }
+        }
         if let Some(q) = self.consumers.remove(&tag) {
             if q.remove_consumer(&self.link, &tag) {
                 declare::delete_queue_now(ctx, &q);
@@ -162,7 +204,11 @@ impl Channel {
             requeue_all(taken);
         } else {
             for (q, entries) in group_by_queue(taken) {
-                q.settle(entries.len());
+                if ack {
+                    q.settle(entries.len());
+                } else {
+                    q.reject(entries);
+                }
             }
         }
         if self.link.state().global_prefetch != 0 {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 use warren_amqp::reply::AmqpError;
-use warren_amqp::{basic, exchange, queue, AMQPClass, ShortString};
+use warren_amqp::{exchange, queue, AMQPClass, ShortString};
 
 use super::{Channel, Ctx};
 use crate::auth::Access;
@@ -267,21 +267,9 @@ impl Channel {
     }
 }
 
-/// Removes a queue from its vhost and tells its consumers (`basic.cancel`, for clients that
-/// announced `consumer_cancel_notify`). Returns the number of ready messages it held.
+/// Deletes a queue on behalf of a channel (delete, auto-delete, exclusive owner gone).
 pub fn delete_queue_now(ctx: &Ctx<'_>, q: &Arc<Queue>) -> u32 {
-    ctx.vhost.remove_queue(&q.name);
-    let (consumers, count) = q.delete();
-    for c in consumers {
-        if c.notify_cancel {
-            let m = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
-                consumer_tag: ShortString::from(c.tag.clone()),
-                nowait: true,
-            }));
-            c.link.wire.send(|out| out.method(c.link.id, &m));
-        }
-    }
-    count
+    ctx.vhost.delete_queue(q)
 }
 
 /// `amq.gen-` followed by 22 URL-safe characters, as RabbitMQ names server-named queues.

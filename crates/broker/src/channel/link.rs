@@ -24,6 +24,8 @@ pub struct Consumer {
     pub unacked: AtomicU32,
     /// The client announced `consumer_cancel_notify`: tell it when the queue goes away.
     pub notify_cancel: bool,
+    /// Registration order (single-active-consumer queues deliver to the earliest).
+    pub seq: u64,
 }
 
 impl Consumer {
@@ -123,6 +125,29 @@ impl ChannelLink {
             });
         }
         Ok(())
+    }
+
+    /// Delivers a direct reply-to message (no queue, no ack, no prefetch).
+    pub fn deliver_direct(&self, consumer_tag: &str, msg: &crate::message::Message) -> bool {
+        let mut st = self.state();
+        if !st.open {
+            return false;
+        }
+        let tag = st.next_tag;
+        st.next_tag += 1;
+        let frame_max = self.wire.frame_max();
+        self.wire.send(|out| {
+            out.deliver(
+                self.id,
+                consumer_tag,
+                tag,
+                false,
+                &msg.exchange,
+                &msg.routing_key,
+            );
+            out.content(self.id, &msg.raw_properties, &msg.body, frame_max);
+        });
+        true
     }
 
     /// Records a `basic.get` delivery (always counted as unacked unless `no_ack`); returns

@@ -10,6 +10,7 @@ pub mod consume;
 pub mod declare;
 pub mod link;
 pub mod publish;
+pub mod reply_to;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,6 +72,8 @@ pub struct Channel {
     next_consumer_tag: u64,
     /// The last queue declared here; an empty queue name in later methods means this one.
     last_queue: Option<String>,
+    /// The direct reply-to consumer on this channel: (token, consumer tag).
+    reply_consumer: Option<(String, String)>,
 }
 
 impl Channel {
@@ -84,6 +87,7 @@ impl Channel {
             consumer_prefetch: 0,
             next_consumer_tag: 1,
             last_queue: None,
+            reply_consumer: None,
         }
     }
 
@@ -113,7 +117,10 @@ impl Channel {
     fn dispatch(&mut self, ctx: &Ctx<'_>, method: AMQPClass) -> Result<(), AmqpError> {
         use AMQPClass as C;
         match method {
-            C::Basic(basic::AMQPMethod::Publish(m)) => self.publish.start(ctx, m),
+            C::Basic(basic::AMQPMethod::Publish(m)) => {
+                let token = self.reply_consumer.as_ref().map(|(t, _)| t.clone());
+                self.publish.start(ctx, m, token)
+            }
             C::Basic(basic::AMQPMethod::Ack(m)) => {
                 self.settle_or_buffer(ctx, m.delivery_tag, m.multiple, false, true)
             }
@@ -230,6 +237,9 @@ impl Channel {
     /// Tears the channel down (close, connection end, or error): consumers are removed,
     /// unacked messages requeued with `redelivered`, auto-delete queues deleted.
     pub fn shutdown(&mut self, ctx: &Ctx<'_>) {
+        if let Some((token, _)) = self.reply_consumer.take() {
+            ctx.broker.unregister_reply_target(&token);
+        }
         let unacked = self.link.close();
         consume::requeue_all(unacked);
         for (tag, q) in std::mem::take(&mut self.consumers) {

@@ -22,6 +22,8 @@ use crate::exchange::Exchange;
 use crate::message::Message;
 
 struct Pending {
+    /// This channel's direct reply-to token, to rewrite `reply_to = amq.rabbitmq.reply-to`.
+    reply_token: Option<String>,
     exchange: Arc<Exchange>,
     routing_key: String,
     mandatory: bool,
@@ -76,7 +78,12 @@ impl PublishState {
         matches!(self.mode, Mode::Tx(_))
     }
 
-    pub fn start(&mut self, ctx: &Ctx<'_>, m: basic::Publish) -> Result<(), AmqpError> {
+    pub fn start(
+        &mut self,
+        ctx: &Ctx<'_>,
+        m: basic::Publish,
+        reply_token: Option<String>,
+    ) -> Result<(), AmqpError> {
         if m.immediate {
             return Err(AmqpError::new(NOT_IMPLEMENTED, "immediate=true"));
         }
@@ -93,6 +100,7 @@ impl PublishState {
             )));
         }
         self.pending = Some(Pending {
+            reply_token,
             exchange,
             routing_key: m.routing_key.to_string(),
             mandatory: m.mandatory,
@@ -189,6 +197,18 @@ impl PublishState {
                 .on(60, 40));
             }
         }
+        let (mut properties, mut raw_properties) = (header.properties, header.raw_properties);
+        if properties.reply_to().as_ref().map(|r| r.as_str()) == Some(super::reply_to::PSEUDO_QUEUE)
+        {
+            let Some(token) = &p.reply_token else {
+                return Err(
+                    AmqpError::precondition("fast reply consumer does not exist").on(60, 40),
+                );
+            };
+            properties =
+                properties.with_reply_to(format!("{}{token}", super::reply_to::PREFIX_DOT).into());
+            raw_properties = warren_amqp::content::encode_properties(&properties);
+        }
         let body = match p.body {
             Body::Empty => Bytes::new(),
             Body::One(b) => b,
@@ -197,8 +217,8 @@ impl PublishState {
         let message = Arc::new(Message {
             exchange: p.exchange.name.clone(),
             routing_key: p.routing_key,
-            raw_properties: header.raw_properties,
-            properties: header.properties,
+            raw_properties,
+            properties,
             body,
         });
         match &mut self.mode {
@@ -209,15 +229,26 @@ impl PublishState {
                     mandatory: p.mandatory,
                 });
             }
-            Mode::Plain => route_and_enqueue(ctx, channel, &p.exchange, message, p.mandatory),
+            Mode::Plain => {
+                route_and_enqueue(ctx, channel, &p.exchange, message, p.mandatory);
+            }
             Mode::Confirm {
                 next_seq,
                 unflushed,
             } => {
-                route_and_enqueue(ctx, channel, &p.exchange, message, p.mandatory);
+                let accepted = route_and_enqueue(ctx, channel, &p.exchange, message, p.mandatory);
                 let seq = *next_seq;
                 *next_seq += 1;
-                *unflushed = Some(unflushed.map_or((seq, seq), |(first, _)| (first, seq)));
+                if accepted {
+                    *unflushed = Some(unflushed.map_or((seq, seq), |(first, _)| (first, seq)));
+                } else {
+                    // Confirms go out in order: everything before this one, then its nack.
+                    if let Some((first, last)) = unflushed.take() {
+                        ctx.wire
+                            .send(|out| out.confirm(channel, last, last > first, true));
+                    }
+                    ctx.wire.send(|out| out.confirm(channel, seq, false, false));
+                }
             }
         }
         Ok(())
@@ -276,7 +307,9 @@ impl PublishState {
                     exchange,
                     message,
                     mandatory,
-                } => route_and_enqueue(ctx, channel, &exchange, message, mandatory),
+                } => {
+                    route_and_enqueue(ctx, channel, &exchange, message, mandatory);
+                }
                 TxOp::Settle(t, m, r, a) => settles.push((t, m, r, a)),
             }
         }
@@ -303,14 +336,40 @@ impl PublishState {
 }
 
 /// Routes a message and enqueues it on every queue it reaches; unroutable mandatory
-/// messages are returned (312 NO_ROUTE) before any confirm for them is sent.
+/// messages are returned (312 NO_ROUTE) before any confirm for them is sent. Returns false
+/// when a queue refused it (`x-overflow: reject-publish`), which the publisher is told with
+/// `basic.nack`.
 fn route_and_enqueue(
     ctx: &Ctx<'_>,
     channel: u16,
     exchange: &Arc<Exchange>,
     message: Arc<Message>,
     mandatory: bool,
-) {
+) -> bool {
+    if let Some(store) = &exchange.delayed {
+        let delay = message
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get("x-delay"))
+            .and_then(crate::args::as_i64)
+            .unwrap_or(0);
+        if delay > 0 {
+            store.hold(message, delay as u64);
+            return true;
+        }
+    }
+    if exchange.name.is_empty() {
+        if let Some(token) = message
+            .routing_key
+            .strip_prefix(super::reply_to::PREFIX_DOT)
+        {
+            if !super::reply_to::deliver(ctx.broker, token, &message) && mandatory {
+                return_unroutable(ctx, channel, &message);
+            }
+            return true;
+        }
+    }
     let queues = ctx.vhost.route(
         exchange,
         &message.routing_key,
@@ -318,21 +377,27 @@ fn route_and_enqueue(
     );
     if queues.is_empty() {
         if mandatory {
-            let frame_max = ctx.wire.frame_max();
-            ctx.wire.send(|out| {
-                out.basic_return(
-                    channel,
-                    NO_ROUTE,
-                    "NO_ROUTE",
-                    &message.exchange,
-                    &message.routing_key,
-                );
-                out.content(channel, &message.raw_properties, &message.body, frame_max);
-            });
+            return_unroutable(ctx, channel, &message);
         }
-        return;
+        return true;
     }
+    let mut accepted = true;
     for q in queues {
-        q.publish(message.clone());
+        accepted &= q.publish(message.clone()) == crate::queue::Enqueued::Accepted;
     }
+    accepted
+}
+
+fn return_unroutable(ctx: &Ctx<'_>, channel: u16, message: &Message) {
+    let frame_max = ctx.wire.frame_max();
+    ctx.wire.send(|out| {
+        out.basic_return(
+            channel,
+            NO_ROUTE,
+            "NO_ROUTE",
+            &message.exchange,
+            &message.routing_key,
+        );
+        out.content(channel, &message.raw_properties, &message.body, frame_max);
+    });
 }

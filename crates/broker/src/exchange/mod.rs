@@ -5,6 +5,7 @@
 //! for the time of an `Arc` clone. Each exchange type keeps its matching logic in its own
 //! module.
 
+pub mod delayed;
 pub mod direct;
 pub mod fanout;
 pub mod headers;
@@ -104,6 +105,10 @@ pub struct Exchange {
     pub internal: bool,
     pub arguments: FieldTable,
     routes: RwLock<Arc<Routes>>,
+    /// `alternate-exchange` from a policy (the argument, if any, wins).
+    policy_alternate_exchange: RwLock<Option<String>>,
+    /// Set for `x-delayed-message` exchanges (`kind` is then the `x-delayed-type`).
+    pub delayed: Option<Arc<delayed::DelayedStore>>,
 }
 
 impl Exchange {
@@ -123,6 +128,31 @@ impl Exchange {
             internal,
             arguments,
             routes: RwLock::new(Arc::new(Routes::build(kind, Vec::new()))),
+            policy_alternate_exchange: RwLock::new(None),
+            delayed: None,
+        }
+    }
+
+    /// An `x-delayed-message` exchange routing as `kind` once messages fall due.
+    pub fn new_delayed(
+        name: &str,
+        kind: ExchangeKind,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: FieldTable,
+    ) -> Self {
+        let mut x = Self::new(name, kind, durable, auto_delete, internal, arguments);
+        x.delayed = Some(Arc::new(delayed::DelayedStore::default()));
+        x
+    }
+
+    /// The declared type name (`x-delayed-message` for delayed exchanges).
+    pub fn type_name(&self) -> &'static str {
+        if self.delayed.is_some() {
+            "x-delayed-message"
+        } else {
+            self.kind.as_str()
         }
     }
 
@@ -138,8 +168,22 @@ impl Exchange {
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = table;
     }
 
-    /// The `alternate-exchange` argument, if any.
+    /// The alternate exchange: the `alternate-exchange` argument, else the policy's.
     pub fn alternate_exchange(&self) -> Option<String> {
-        crate::args::get(&self.arguments, "alternate-exchange").and_then(crate::args::as_str)
+        crate::args::get(&self.arguments, "alternate-exchange")
+            .and_then(crate::args::as_str)
+            .or_else(|| {
+                self.policy_alternate_exchange
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            })
+    }
+
+    pub fn set_policy_alternate_exchange(&self, ae: Option<String>) {
+        *self
+            .policy_alternate_exchange
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = ae;
     }
 }

@@ -1,20 +1,33 @@
-//! Queues: the ready list, the consumers, and dispatch between them.
+//! Queues: the ready list, the consumers, dispatch between them, and the queue features
+//! (TTL, expiry, length limits, dead-lettering, priorities, single active consumer).
 //!
 //! A queue is a lock-protected state machine rather than a task with a mailbox: a publish
 //! enqueues and dispatches in the publisher's own task, and an ack settles in the acker's, so
 //! the common path has no task hop and no extra queueing. Dispatch is fair round-robin among
 //! the highest-priority consumers that have credit (prefetch) and whose connection has room;
 //! a consumer without room registers with its connection and the queue is kicked when the
-//! connection drains, so nothing waits on an unbounded buffer.
+//! connection drains, so nothing waits on an unbounded buffer. One timer task per queue
+//! expires messages at the head (per-queue and per-message TTL) and the queue itself
+//! (`x-expires`).
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+pub mod dead_letter;
+pub mod ready;
+pub mod settings;
+mod timer;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 use warren_amqp::FieldTable;
 
 use crate::channel::link::{ChannelLink, Consumer};
 use crate::message::Message;
+use crate::vhost::Vhost;
+use dead_letter::{DeadLetter, Reason};
+use ready::Ready;
+use settings::{Overflow, QueueSettings};
 
 /// A message in a queue. Cheap to clone (the message is shared).
 #[derive(Clone)]
@@ -23,6 +36,17 @@ pub struct Entry {
     pub id: u64,
     pub msg: Arc<Message>,
     pub redelivered: bool,
+    pub priority: u8,
+    /// When the message expires (queue TTL or per-message `expiration`, whichever is first).
+    pub expires_at: Option<Instant>,
+}
+
+/// What happened to a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Accepted,
+    /// Refused by `x-overflow: reject-publish(-dlx)`: the publisher gets a `basic.nack`.
+    Rejected,
 }
 
 pub struct Queue {
@@ -34,17 +58,25 @@ pub struct Queue {
     pub auto_delete: bool,
     pub arguments: FieldTable,
     deleted: AtomicBool,
+    vhost_ref: Weak<Vhost>,
+    timer: Arc<Notify>,
+    next_consumer_seq: AtomicU64,
     state: Mutex<QueueState>,
 }
 
-#[derive(Default)]
 struct QueueState {
-    ready: VecDeque<Entry>,
+    ready: Ready,
     next_id: u64,
     unacked: usize,
+    /// Sorted by priority, highest first.
     consumers: Vec<Arc<Consumer>>,
     next_consumer: usize,
     had_consumers: bool,
+    settings: QueueSettings,
+    policy: Option<String>,
+    last_used: Instant,
+    /// Dead letters produced under the lock, republished after it is released.
+    dead: Vec<DeadLetter>,
 }
 
 /// Why a consumer could not be added.
@@ -57,22 +89,42 @@ pub enum ConsumeError {
 impl Queue {
     pub fn new(
         name: &str,
-        vhost: &str,
+        vhost: &Arc<Vhost>,
         durable: bool,
         exclusive_owner: Option<u64>,
         auto_delete: bool,
         arguments: FieldTable,
+        policy: Option<(String, serde_json::Value)>,
     ) -> Arc<Self> {
-        Arc::new(Queue {
+        let settings = QueueSettings::effective(&arguments, policy.as_ref().map(|p| &p.1));
+        let q = Arc::new(Queue {
             name: name.to_string(),
-            vhost: vhost.to_string(),
+            vhost: vhost.name.clone(),
             durable,
             exclusive_owner,
             auto_delete,
             arguments,
             deleted: AtomicBool::new(false),
-            state: Mutex::new(QueueState::default()),
-        })
+            vhost_ref: Arc::downgrade(vhost),
+            timer: Arc::new(Notify::new()),
+            next_consumer_seq: AtomicU64::new(0),
+            state: Mutex::new(QueueState {
+                ready: Ready::new(settings.max_priority),
+                next_id: 0,
+                unacked: 0,
+                consumers: Vec::new(),
+                next_consumer: 0,
+                had_consumers: false,
+                settings,
+                policy: policy.map(|p| p.0),
+                last_used: Instant::now(),
+                dead: Vec::new(),
+            }),
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(timer::run(Arc::downgrade(&q), q.timer.clone()));
+        }
+        q
     }
 
     fn state(&self) -> MutexGuard<'_, QueueState> {
@@ -95,30 +147,177 @@ impl Queue {
         self.state().consumers.len()
     }
 
+    pub fn settings(&self) -> QueueSettings {
+        self.state().settings.clone()
+    }
+
+    pub fn policy(&self) -> Option<String> {
+        self.state().policy.clone()
+    }
+
+    /// Marks the queue used (declare, get, consume): restarts the `x-expires` clock.
+    pub fn touch(&self) {
+        self.state().last_used = Instant::now();
+        self.timer.notify_one();
+    }
+
+    /// Applies a (new, changed or removed) policy: settings are recomputed and enforced now.
+    pub fn apply_policy(self: &Arc<Self>, policy: Option<(String, serde_json::Value)>) {
+        let dead = {
+            let mut st = self.state();
+            let settings = QueueSettings::effective(&self.arguments, policy.as_ref().map(|p| &p.1));
+            if st.settings == settings && st.policy == policy.as_ref().map(|p| p.0.clone()) {
+                return;
+            }
+            st.settings = settings;
+            st.policy = policy.map(|p| p.0);
+            self.enforce_limits(&mut st);
+            self.expire_head(&mut st, Instant::now());
+            self.dispatch(&mut st);
+            std::mem::take(&mut st.dead)
+        };
+        self.timer.notify_one();
+        self.republish(dead);
+    }
+
+    fn dead_letter(&self, st: &mut QueueState, msg: Arc<Message>, reason: Reason) {
+        if let Some(exchange) = st.settings.dead_letter_exchange.clone() {
+            st.dead.push(DeadLetter {
+                msg,
+                reason,
+                exchange,
+                routing_key: st.settings.dead_letter_routing_key.clone(),
+            });
+        }
+    }
+
+    /// Drops (dead-letters) expired messages at the head.
+    fn expire_head(&self, st: &mut QueueState, now: Instant) {
+        while let Some(at) = st.ready.front().and_then(|e| e.expires_at) {
+            if at > now {
+                break;
+            }
+            if let Some(e) = st.ready.pop_front() {
+                self.dead_letter(st, e.msg, Reason::Expired);
+            }
+        }
+    }
+
+    /// Enforces `x-max-length(-bytes)` by dropping from the head (the `drop-head` overflow,
+    /// and what any overflow mode does when a policy lowers the limit).
+    fn enforce_limits(&self, st: &mut QueueState) {
+        while over_limit(st, 0, 0) {
+            match st.ready.pop_oldest() {
+                Some(e) => self.dead_letter(st, e.msg, Reason::Maxlen),
+                None => break,
+            }
+        }
+    }
+
     /// Appends a routed message and delivers what it can.
-    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) {
-        let mut st = self.state();
+    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Enqueued {
+        let now = Instant::now();
+        let (outcome, dead, timed) = {
+            let mut st = self.state();
+            self.expire_head(&mut st, now);
+            let outcome = if over_limit(&st, 1, msg.body_size()) {
+                match st.settings.overflow {
+                    Overflow::DropHead => {
+                        self.push(&mut st, msg, now);
+                        self.enforce_limits(&mut st);
+                        Enqueued::Accepted
+                    }
+                    Overflow::RejectPublish => Enqueued::Rejected,
+                    Overflow::RejectPublishDlx => {
+                        self.dead_letter(&mut st, msg, Reason::Maxlen);
+                        Enqueued::Rejected
+                    }
+                }
+            } else {
+                self.push(&mut st, msg, now);
+                Enqueued::Accepted
+            };
+            self.dispatch(&mut st);
+            // A TTL of 0 means "deliver now or never".
+            self.expire_head(&mut st, now);
+            let timed = st.ready.front().is_some_and(|e| e.expires_at.is_some());
+            (outcome, std::mem::take(&mut st.dead), timed)
+        };
+        if timed {
+            self.timer.notify_one();
+        }
+        self.republish(dead);
+        outcome
+    }
+
+    fn push(&self, st: &mut QueueState, msg: Arc<Message>, now: Instant) {
         let id = st.next_id;
         st.next_id += 1;
+        let per_message = msg
+            .properties
+            .expiration()
+            .as_ref()
+            .and_then(|e| e.as_str().parse::<u64>().ok());
+        let ttl = match (st.settings.message_ttl, per_message) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let priority = msg.properties.priority().unwrap_or(0);
         st.ready.push_back(Entry {
             id,
             msg,
             redelivered: false,
+            priority,
+            expires_at: ttl.map(|ms| now + Duration::from_millis(ms)),
         });
-        self.dispatch(&mut st);
     }
 
     /// Re-runs dispatch (credit freed elsewhere, connection drained).
     pub fn kick(self: &Arc<Self>) {
-        let mut st = self.state();
-        self.dispatch(&mut st);
+        let dead = {
+            let mut st = self.state();
+            self.dispatch(&mut st);
+            std::mem::take(&mut st.dead)
+        };
+        self.republish(dead);
     }
 
     fn dispatch(self: &Arc<Self>, st: &mut QueueState) {
+        let now = Instant::now();
         // Consumers are kept sorted by priority, highest first: only the first group with
-        // credit receives; within a group, round-robin.
-        'messages: while !st.ready.is_empty() {
+        // credit receives; within a group, round-robin. A single-active-consumer queue only
+        // ever delivers to its earliest consumer.
+        'messages: while !st.ready.is_empty() && !st.consumers.is_empty() {
+            if st
+                .ready
+                .front()
+                .and_then(|e| e.expires_at)
+                .is_some_and(|t| t <= now)
+            {
+                self.expire_head(st, now);
+                continue;
+            }
             let n = st.consumers.len();
+            if st.settings.single_active_consumer {
+                let Some(active) = st.consumers.iter().min_by_key(|c| c.seq).cloned() else {
+                    return;
+                };
+                let Some(entry) = st.ready.pop_front() else {
+                    return;
+                };
+                match active.link.try_deliver(self, &active, entry) {
+                    Ok(()) => {
+                        if !active.no_ack {
+                            st.unacked += 1;
+                        }
+                        continue 'messages;
+                    }
+                    Err(entry) => {
+                        st.ready.push_front(entry);
+                        return;
+                    }
+                }
+            }
             let mut start = 0;
             while start < n {
                 let level = st.consumers[start].priority;
@@ -149,7 +348,11 @@ impl Queue {
         }
     }
 
-    /// Adds a consumer and starts delivering to it.
+    /// A sequence number for a new consumer (single-active-consumer picks the earliest).
+    pub fn next_consumer_seq(&self) -> u64 {
+        self.next_consumer_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// `on_added` runs under the queue's lock after the consumer is accepted and before any
     /// delivery to it, so `consume-ok` precedes the first `deliver` on the wire.
     pub fn add_consumer(
@@ -157,19 +360,24 @@ impl Queue {
         consumer: Arc<Consumer>,
         on_added: impl FnOnce(),
     ) -> Result<(), ConsumeError> {
-        let mut st = self.state();
-        if st.consumers.iter().any(|c| c.exclusive)
-            || (consumer.exclusive && !st.consumers.is_empty())
-        {
-            return Err(ConsumeError::ExclusiveUse);
-        }
-        let at = st
-            .consumers
-            .partition_point(|c| c.priority >= consumer.priority);
-        st.consumers.insert(at, consumer);
-        st.had_consumers = true;
-        on_added();
-        self.dispatch(&mut st);
+        let dead = {
+            let mut st = self.state();
+            if st.consumers.iter().any(|c| c.exclusive)
+                || (consumer.exclusive && !st.consumers.is_empty())
+            {
+                return Err(ConsumeError::ExclusiveUse);
+            }
+            let at = st
+                .consumers
+                .partition_point(|c| c.priority >= consumer.priority);
+            st.consumers.insert(at, consumer);
+            st.had_consumers = true;
+            st.last_used = Instant::now();
+            on_added();
+            self.dispatch(&mut st);
+            std::mem::take(&mut st.dead)
+        };
+        self.republish(dead);
         Ok(())
     }
 
@@ -181,20 +389,30 @@ impl Queue {
         if st.next_consumer >= st.consumers.len() {
             st.next_consumer = 0;
         }
+        st.last_used = Instant::now();
+        self.timer.notify_one();
         self.auto_delete && st.had_consumers && st.consumers.is_empty()
     }
 
     /// Takes the head message for `basic.get`; returns it with the count left behind.
     pub fn get(&self, no_ack: bool) -> Option<(Entry, u32)> {
-        let mut st = self.state();
-        let e = st.ready.pop_front()?;
-        if !no_ack {
-            st.unacked += 1;
-        }
-        Some((e, st.ready.len() as u32))
+        let (got, dead) = {
+            let mut st = self.state();
+            st.last_used = Instant::now();
+            self.expire_head(&mut st, Instant::now());
+            let got = st.ready.pop_front().map(|e| {
+                if !no_ack {
+                    st.unacked += 1;
+                }
+                (e, st.ready.len() as u32)
+            });
+            (got, std::mem::take(&mut st.dead))
+        };
+        self.republish(dead);
+        got
     }
 
-    /// Acknowledged (or rejected without requeue): forget these.
+    /// Acknowledged: forget these.
     pub fn settle(self: &Arc<Self>, count: usize) {
         let mut st = self.state();
         st.unacked = st.unacked.saturating_sub(count);
@@ -202,32 +420,103 @@ impl Queue {
         self.dispatch(&mut st);
     }
 
+    /// Rejected without requeue: forget these, dead-lettering them if configured.
+    pub fn reject(self: &Arc<Self>, entries: Vec<Entry>) {
+        let dead = {
+            let mut st = self.state();
+            st.unacked = st.unacked.saturating_sub(entries.len());
+            for e in entries {
+                self.dead_letter(&mut st, e.msg, Reason::Rejected);
+            }
+            self.dispatch(&mut st);
+            std::mem::take(&mut st.dead)
+        };
+        self.republish(dead);
+    }
+
     /// Puts messages back at their original positions, marked redelivered.
     pub fn requeue(self: &Arc<Self>, entries: impl IntoIterator<Item = Entry>) {
-        let mut st = self.state();
-        for mut e in entries {
-            e.redelivered = true;
-            st.unacked = st.unacked.saturating_sub(1);
-            let at = st.ready.partition_point(|x| x.id < e.id);
-            st.ready.insert(at, e);
-        }
-        self.dispatch(&mut st);
+        let dead = {
+            let mut st = self.state();
+            for mut e in entries {
+                e.redelivered = true;
+                st.unacked = st.unacked.saturating_sub(1);
+                st.ready.insert_by_id(e);
+            }
+            self.dispatch(&mut st);
+            std::mem::take(&mut st.dead)
+        };
+        self.republish(dead);
     }
 
     pub fn purge(&self) -> u32 {
-        let mut st = self.state();
-        let n = st.ready.len() as u32;
-        st.ready.clear();
-        n
+        self.state().ready.clear() as u32
     }
 
     /// Marks the queue deleted and returns its consumers (to be told with `basic.cancel`) and
     /// the number of ready messages it held.
     pub fn delete(&self) -> (Vec<Arc<Consumer>>, u32) {
         self.deleted.store(true, Ordering::Relaxed);
+        self.timer.notify_one();
         let mut st = self.state();
-        let n = st.ready.len() as u32;
-        st.ready.clear();
+        let n = st.ready.clear() as u32;
         (std::mem::take(&mut st.consumers), n)
     }
+
+    /// Runs expiry (called by the timer task); returns the next instant it must run again,
+    /// and whether the queue itself expired (`x-expires`).
+    fn on_timer(self: &Arc<Self>) -> (Option<Instant>, bool) {
+        let now = Instant::now();
+        let (next, expired, dead) = {
+            let mut st = self.state();
+            self.expire_head(&mut st, now);
+            let head = st.ready.front().and_then(|e| e.expires_at);
+            let unused_deadline = match st.settings.expires {
+                Some(ms) if st.consumers.is_empty() => {
+                    Some(st.last_used + Duration::from_millis(ms))
+                }
+                _ => None,
+            };
+            let expired = unused_deadline.is_some_and(|t| t <= now);
+            let next = match (head, unused_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            (next, expired, std::mem::take(&mut st.dead))
+        };
+        self.republish(dead);
+        (next, expired)
+    }
+
+    /// Republishes dead letters through their dead-letter exchanges.
+    fn republish(&self, dead: Vec<DeadLetter>) {
+        if dead.is_empty() {
+            return;
+        }
+        let Some(vhost) = self.vhost_ref.upgrade() else {
+            return;
+        };
+        for d in dead {
+            let Some(exchange) = vhost.exchange(&d.exchange) else {
+                continue;
+            };
+            let msg = Arc::new(dead_letter::dead_lettered_message(&d, &self.name));
+            let headers = msg.properties.headers().clone();
+            for q in vhost.route(&exchange, &msg.routing_key, headers.as_ref()) {
+                if !dead_letter::is_cycle(&msg, &q.name) || d.reason == Reason::Rejected {
+                    q.publish(msg.clone());
+                }
+            }
+        }
+    }
+}
+
+fn over_limit(st: &QueueState, extra: usize, extra_bytes: usize) -> bool {
+    st.settings
+        .max_length
+        .is_some_and(|m| (st.ready.len() + extra) as u64 > m)
+        || st
+            .settings
+            .max_length_bytes
+            .is_some_and(|m| (st.ready.bytes() + extra_bytes) as u64 > m)
 }
