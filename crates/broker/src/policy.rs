@@ -224,7 +224,7 @@ fn validate_ha(obj: &serde_json::Map<String, Value>) -> Result<(), String> {
         }
     }
     if let Some(n) = obj.get("ha-sync-batch-size") {
-        if !n.as_i64().is_some_and(|n| n > 0) {
+        if n.as_i64().is_none_or(|n| n <= 0) {
             return Err(format!(
                 "ha-sync-batch-size takes an integer greater than 0, {} given",
                 show(n)

@@ -110,20 +110,16 @@ pub fn validate_arguments(args: &FieldTable) -> Result<(), (String, String)> {
                 Some(s) => return bad(format!("{{unacceptable_value,<<\"{s}\">>}}")),
                 None => return bad(format!("{{unacceptable_type,{}}}", type_name(v))),
             },
-            "x-dead-letter-exchange" | "x-dead-letter-routing-key" => {
-                if as_str(v).is_none() {
-                    return bad(format!("{{unacceptable_type,{}}}", type_name(v)));
-                }
+            "x-dead-letter-exchange" | "x-dead-letter-routing-key" if as_str(v).is_none() => {
+                return bad(format!("{{unacceptable_type,{}}}", type_name(v)));
             }
             "x-queue-mode" => match as_str(v).as_deref() {
                 Some("default") | Some("lazy") => {}
                 Some(s) => return bad(format!("{{unacceptable_value,<<\"{s}\">>}}")),
                 None => return bad(format!("{{unacceptable_type,{}}}", type_name(v))),
             },
-            "x-single-active-consumer" => {
-                if !matches!(v, AMQPValue::Boolean(_)) {
-                    return bad(format!("{{unacceptable_type,{}}}", type_name(v)));
-                }
+            "x-single-active-consumer" if !matches!(v, AMQPValue::Boolean(_)) => {
+                return bad(format!("{{unacceptable_type,{}}}", type_name(v)));
             }
             _ => {}
         }
