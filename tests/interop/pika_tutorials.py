@@ -182,4 +182,81 @@ assert ch.queue_declare(queue="confirmed", passive=True).method.message_count ==
 conn.close()
 ok()
 
+# 8. Dead-letter queues (TTL, max-length, reject) as the tutorial's chapter 6 builds them.
+step("dead-lettering via TTL, max-length and reject")
+conn = connect()
+ch = conn.channel()
+ch.exchange_declare(exchange="dead_exchange", exchange_type="direct")
+ch.queue_declare(queue="dead_queue")
+ch.queue_bind(queue="dead_queue", exchange="dead_exchange", routing_key="lisi")
+dl_args = {"x-dead-letter-exchange": "dead_exchange", "x-dead-letter-routing-key": "lisi"}
+ch.queue_declare(queue="ttl_queue", arguments=dict(dl_args, **{"x-message-ttl": 100}))
+ch.queue_declare(queue="short_queue", arguments=dict(dl_args, **{"x-max-length": 1}))
+ch.queue_declare(queue="picky_queue", arguments=dl_args)
+ch.basic_publish(exchange="", routing_key="ttl_queue", body="expired")
+ch.basic_publish(exchange="", routing_key="short_queue", body="overflowed")
+ch.basic_publish(exchange="", routing_key="short_queue", body="kept")
+ch.basic_publish(exchange="", routing_key="picky_queue", body="rejected")
+m, p, b = ch.basic_get(queue="picky_queue")
+ch.basic_reject(delivery_tag=m.delivery_tag, requeue=False)
+deadline = time.time() + 5
+reasons = {}
+while len(reasons) < 3 and time.time() < deadline:
+    m, p, b = ch.basic_get(queue="dead_queue", auto_ack=True)
+    if m is None:
+        time.sleep(0.05)
+        continue
+    reasons[b.decode()] = p.headers["x-death"][0]["reason"]
+assert reasons == {"expired": "expired", "overflowed": "maxlen", "rejected": "rejected"}, reasons
+conn.close()
+ok()
+
+# 9. Direct reply-to RPC (amq.rabbitmq.reply-to).
+step("rpc with direct reply-to")
+conn = connect()
+ch = conn.channel()
+ch.queue_declare(queue="rpc_direct")
+answers = []
+
+
+def on_answer(chan, method, props, body):
+    answers.append(body)
+    chan.stop_consuming()
+
+
+ch.basic_consume(queue="amq.rabbitmq.reply-to", on_message_callback=on_answer, auto_ack=True)
+ch.basic_publish(exchange="", routing_key="rpc_direct", body="ping",
+                 properties=pika.BasicProperties(reply_to="amq.rabbitmq.reply-to"))
+server_conn = connect()
+sch = server_conn.channel()
+m, p, b = sch.basic_get(queue="rpc_direct", auto_ack=True)
+assert p.reply_to.startswith("amq.rabbitmq.reply-to."), p.reply_to
+sch.basic_publish(exchange="", routing_key=p.reply_to, body="pong")
+ch.start_consuming()
+assert answers == [b"pong"], answers
+server_conn.close()
+conn.close()
+ok()
+
+# 10. The delayed-message exchange (chapter 7's plugin).
+step("delayed exchange round trip")
+conn = connect()
+ch = conn.channel()
+ch.exchange_declare(exchange="delayed.exchange", exchange_type="x-delayed-message",
+                    arguments={"x-delayed-type": "direct"})
+ch.queue_declare(queue="delayed.queue")
+ch.queue_bind(queue="delayed.queue", exchange="delayed.exchange", routing_key="delayed.routingkey")
+sent = time.time()
+ch.basic_publish(exchange="delayed.exchange", routing_key="delayed.routingkey", body="later",
+                 properties=pika.BasicProperties(headers={"x-delay": 300}))
+m = None
+while m is None and time.time() - sent < 5:
+    m, p, b = ch.basic_get(queue="delayed.queue", auto_ack=True)
+    if m is None:
+        time.sleep(0.02)
+waited = time.time() - sent
+assert b == b"later" and waited >= 0.28, (b, waited)
+conn.close()
+ok()
+
 print("pika: all tutorial steps passed")

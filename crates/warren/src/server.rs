@@ -23,6 +23,9 @@ pub struct ServerArgs {
     /// AMQP port (listens on every interface, IPv4 and IPv6).
     #[arg(long, env = "WARREN_NODE_PORT")]
     port: Option<u16>,
+    /// Management HTTP API port (RabbitMQ's 15672).
+    #[arg(long, env = "WARREN_MGMT_PORT")]
+    mgmt_port: Option<u16>,
     /// Data directory (default /var/lib/warren/<node> for root, else $XDG_DATA_HOME/warren/<node>).
     #[arg(long, env = "WARREN_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -141,7 +144,8 @@ pub fn run(a: ServerArgs) -> ExitCode {
             return ExitCode::from(71);
         }
     };
-    rt.block_on(serve(cfg, data_dir))
+    let mgmt = SocketAddr::from(([0u16; 8], a.mgmt_port.unwrap_or(15672)));
+    rt.block_on(serve(cfg, data_dir, mgmt))
 }
 
 fn init_logging(file: Option<&Path>, level: Option<&str>) {
@@ -165,7 +169,7 @@ fn init_logging(file: Option<&Path>, level: Option<&str>) {
     }
 }
 
-async fn serve(cfg: BrokerConfig, data_dir: PathBuf) -> ExitCode {
+async fn serve(cfg: BrokerConfig, data_dir: PathBuf, mgmt: SocketAddr) -> ExitCode {
     let node = cfg.node_name.clone();
     let mut listeners = Vec::new();
     for addr in &cfg.listeners {
@@ -178,7 +182,17 @@ async fn serve(cfg: BrokerConfig, data_dir: PathBuf) -> ExitCode {
             }
         }
     }
+    let mgmt_listener = match warren_broker::server::bind(mgmt) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot listen on {mgmt} (management API): {e}");
+            eprintln!("warren server: cannot listen on {mgmt} (management API): {e}; choose another with --mgmt-port");
+            return ExitCode::from(69);
+        }
+    };
     let broker: Arc<Broker> = Broker::new(cfg.clone());
+    tracing::info!("management API listening on {mgmt}");
+    tokio::spawn(warren_mgmt::serve(broker.clone(), mgmt_listener));
     for (l, addr) in listeners.into_iter().zip(&cfg.listeners) {
         tracing::info!("started TCP listener on {addr}");
         tokio::spawn(warren_broker::server::accept_loop(broker.clone(), l));

@@ -283,6 +283,14 @@ impl Queue {
     }
 
     fn dispatch(self: &Arc<Self>, st: &mut QueueState) {
+        self.dispatch_ready(st);
+        if st.ready.front().is_some_and(|e| e.expires_at.is_some()) {
+            // Deliveries moved the head: the timer must re-arm for the new one.
+            self.timer.notify_one();
+        }
+    }
+
+    fn dispatch_ready(self: &Arc<Self>, st: &mut QueueState) {
         let now = Instant::now();
         // Consumers are kept sorted by priority, highest first: only the first group with
         // credit receives; within a group, round-robin. A single-active-consumer queue only
@@ -406,6 +414,10 @@ impl Queue {
                 }
                 (e, st.ready.len() as u32)
             });
+            if st.ready.front().is_some_and(|e| e.expires_at.is_some()) {
+                // A new head may already be past its TTL: let the timer look.
+                self.timer.notify_one();
+            }
             (got, std::mem::take(&mut st.dead))
         };
         self.republish(dead);

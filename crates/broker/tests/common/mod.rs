@@ -41,6 +41,7 @@ pub fn free_port() -> u16 {
 pub struct Node {
     child: Option<Child>,
     pub port: u16,
+    pub mgmt_port: u16,
     pub dir: PathBuf,
 }
 
@@ -51,11 +52,19 @@ impl Node {
 
     pub fn start_with(extra: &[&str]) -> Node {
         let port = free_port();
+        let mgmt_port = free_port();
         let dir = std::env::temp_dir().join(format!("warren-test-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("data dir");
         let child = Command::new(warren_bin())
-            .args(["server", "--port", &port.to_string(), "--node-name"])
+            .args([
+                "server",
+                "--port",
+                &port.to_string(),
+                "--mgmt-port",
+                &mgmt_port.to_string(),
+                "--node-name",
+            ])
             .arg(format!("test{port}@localhost"))
             .arg("--data-dir")
             .arg(&dir)
@@ -70,6 +79,7 @@ impl Node {
         let node = Node {
             child: Some(child),
             port,
+            mgmt_port,
             dir,
         };
         node.wait_listening();
@@ -144,6 +154,29 @@ impl Drop for Node {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A minimal HTTP/1.1 request to the node's management API as guest; returns (status, body).
+pub fn http(node: &Node, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", node.mgmt_port)).expect("connect mgmt");
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// The AMQP reply code carried by a lapin error, if it is a protocol error.

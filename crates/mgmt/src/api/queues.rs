@@ -1,0 +1,132 @@
+//! `/api/queues`: list, show, declare and delete queues.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+use warren_broker::queue::Queue;
+use warren_broker::vhost::{QueueSpec, Vhost};
+use warren_broker::Broker;
+
+use super::{all_vhosts, vhost};
+use crate::auth::{ApiError, User};
+use crate::json;
+
+fn to_json(b: &Broker, v: &Vhost, q: &Queue) -> Value {
+    let ready = q.message_count();
+    let unacked = q.unacked_count();
+    let policy = q.policy();
+    let effective = policy
+        .as_ref()
+        .and_then(|p| v.policies().into_iter().find(|x| &x.name == p))
+        .map_or(json!({}), |p| p.definition);
+    json!({
+        "name": q.name,
+        "vhost": q.vhost,
+        "type": "classic",
+        "durable": q.durable,
+        "auto_delete": q.auto_delete,
+        "exclusive": q.exclusive_owner.is_some(),
+        "arguments": json::table(&q.arguments),
+        "node": b.config.node_name,
+        "policy": policy,
+        "effective_policy_definition": effective,
+        "state": "running",
+        "messages": ready + unacked,
+        "messages_ready": ready,
+        "messages_unacknowledged": unacked,
+        "consumers": q.consumer_count(),
+    })
+}
+
+fn list(b: &Broker, vhosts: &[Arc<Vhost>]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for v in vhosts {
+        let mut qs: Vec<Arc<Queue>> = v.read().queues.values().cloned().collect();
+        qs.sort_by(|a, b| a.name.cmp(&b.name));
+        out.extend(qs.iter().map(|q| to_json(b, v, q)));
+    }
+    out
+}
+
+pub async fn list_all(State(b): State<Arc<Broker>>, _u: User) -> Json<Vec<Value>> {
+    Json(list(&b, &all_vhosts(&b)))
+}
+
+pub async fn list_vhost(
+    State(b): State<Arc<Broker>>,
+    _u: User,
+    Path(vh): Path<String>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    Ok(Json(list(&b, &[vhost(&b, &vh)?])))
+}
+
+pub async fn show(
+    State(b): State<Arc<Broker>>,
+    _u: User,
+    Path((vh, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let v = vhost(&b, &vh)?;
+    let q = v.queue(&name).ok_or_else(ApiError::not_found)?;
+    Ok(Json(to_json(&b, &v, &q)))
+}
+
+pub async fn declare(
+    State(b): State<Arc<Broker>>,
+    _u: User,
+    Path((vh, name)): Path<(String, String)>,
+    body: String,
+) -> Result<StatusCode, ApiError> {
+    let v = vhost(&b, &vh)?;
+    let req: Value = if body.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str(&body)
+            .map_err(|e| ApiError::bad_request(format!("failed to decode JSON: {e}")))?
+    };
+    let existed = v.queue(&name).is_some();
+    v.declare_queue(QueueSpec {
+        name: &name,
+        passive: false,
+        durable: req.get("durable").and_then(Value::as_bool).unwrap_or(true),
+        exclusive_owner: None,
+        auto_delete: req
+            .get("auto_delete")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        arguments: json::to_table(req.get("arguments").unwrap_or(&json!({}))),
+        connection_id: 0,
+        server_named: false,
+    })
+    .map_err(|e| ApiError::bad_request(e.text))?;
+    Ok(if existed {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::CREATED
+    })
+}
+
+pub async fn delete(
+    State(b): State<Arc<Broker>>,
+    _u: User,
+    Path((vh, name)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    let v = vhost(&b, &vh)?;
+    let queue = v.queue(&name).ok_or_else(ApiError::not_found)?;
+    if q.get("if-empty").is_some_and(|x| x == "true") && queue.message_count() > 0 {
+        return Err(ApiError::bad_request(format!(
+            "queue '{name}' in vhost '{vh}' not empty"
+        )));
+    }
+    if q.get("if-unused").is_some_and(|x| x == "true") && queue.consumer_count() > 0 {
+        return Err(ApiError::bad_request(format!(
+            "queue '{name}' in vhost '{vh}' in use"
+        )));
+    }
+    v.delete_queue(&queue);
+    Ok(StatusCode::NO_CONTENT)
+}
