@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --bins
 cargo test --workspace -- --test-threads="${WARREN_TEST_THREADS:-2}"
-tests/interop/run.sh target/debug/warren
+tests/interop/run.sh "${CARGO_TARGET_DIR:-target}/debug/warren"
 echo "all tests passed"
