@@ -1,0 +1,284 @@
+//! The node-wide message journal with group commit.
+//!
+//! Appenders encode records into a shared buffer under a mutex (no syscall on the publish
+//! path). The journal thread takes the whole buffer, writes it to the current segment and
+//! `fdatasync`s it, then publishes the durable epoch through a `watch` channel; confirms
+//! wait for the epoch their record was given. Segments rotate at `SEGMENT_BYTES`; the oldest
+//! segments are deleted once every message in them is settled (oldest first, so a settle
+//! record is never deleted before the enqueue it cancels).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::record;
+
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+
+struct Inner {
+    buf: Vec<u8>,
+    segment: u32,
+    /// Epoch of the last append; the journal thread makes epochs durable in order.
+    appended: u64,
+    closed: bool,
+}
+
+pub struct Journal {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+    wake: Condvar,
+    synced: watch::Sender<u64>,
+    /// Unsettled messages per segment.
+    live: Mutex<BTreeMap<u32, u64>>,
+    fsyncs: AtomicU64,
+    enqueues: AtomicU64,
+}
+
+pub fn segment_path(dir: &Path, n: u32) -> PathBuf {
+    dir.join(format!("journal.{n:08}"))
+}
+
+impl Journal {
+    /// Opens a journal that appends to a new segment `first_segment` in `dir`, with live
+    /// counts of the segments recovery kept.
+    pub fn open(
+        dir: &Path,
+        first_segment: u32,
+        live: BTreeMap<u32, u64>,
+    ) -> std::io::Result<Arc<Self>> {
+        std::fs::create_dir_all(dir)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(segment_path(dir, first_segment))?;
+        let j = Arc::new(Journal {
+            dir: dir.to_path_buf(),
+            inner: Mutex::new(Inner {
+                buf: Vec::with_capacity(1 << 20),
+                segment: first_segment,
+                appended: 0,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            synced: watch::channel(0).0,
+            live: Mutex::new(live),
+            fsyncs: AtomicU64::new(0),
+            enqueues: AtomicU64::new(0),
+        });
+        let worker = j.clone();
+        std::thread::Builder::new()
+            .name("warren-journal".into())
+            .spawn(move || worker.run(file))?;
+        Ok(j)
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends an enqueue record; returns (epoch to wait for, segment holding it).
+    pub fn enqueue(
+        &self,
+        queue: &str,
+        id: u64,
+        exchange: &str,
+        routing_key: &str,
+        properties: &[u8],
+        body: &[u8],
+    ) -> (u64, u32) {
+        let mut g = self.inner();
+        record::encode_enqueue(
+            &mut g.buf,
+            queue,
+            id,
+            exchange,
+            routing_key,
+            properties,
+            body,
+        );
+        g.appended += 1;
+        let (epoch, seg) = (g.appended, g.segment);
+        *self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(seg)
+            .or_insert(0) += 1;
+        drop(g);
+        self.enqueues.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
+        (epoch, seg)
+    }
+
+    /// Records that messages left a queue for good. Not waited for: losing a settle in a
+    /// crash only means the message is delivered again (at-least-once), as in RabbitMQ.
+    pub fn settle(&self, queue: &str, ids: &[(u64, u32)]) {
+        if ids.is_empty() {
+            return;
+        }
+        let plain: Vec<u64> = ids.iter().map(|(id, _)| *id).collect();
+        let mut g = self.inner();
+        record::encode_settle(&mut g.buf, queue, &plain);
+        g.appended += 1;
+        drop(g);
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, seg) in ids {
+            if let Some(n) = live.get_mut(seg) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        drop(live);
+        self.wake.notify_one();
+    }
+
+    /// Records that a queue and all its messages are gone.
+    pub fn drop_queue(&self, queue: &str, ids: &[(u64, u32)]) {
+        let mut g = self.inner();
+        record::encode_drop_queue(&mut g.buf, queue);
+        g.appended += 1;
+        drop(g);
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, seg) in ids {
+            if let Some(n) = live.get_mut(seg) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        drop(live);
+        self.wake.notify_one();
+    }
+
+    /// The durable epoch, as it advances.
+    pub fn synced(&self) -> watch::Receiver<u64> {
+        self.synced.subscribe()
+    }
+
+    pub fn synced_epoch(&self) -> u64 {
+        *self.synced.borrow()
+    }
+
+    /// (fsyncs done, enqueue records appended) since start.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.fsyncs.load(Ordering::Relaxed),
+            self.enqueues.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Waits until everything appended so far is durable (used at shutdown).
+    pub fn close(&self) {
+        let target = {
+            let mut g = self.inner();
+            g.closed = true;
+            g.appended
+        };
+        self.wake.notify_one();
+        for _ in 0..500 {
+            if self.synced_epoch() >= target {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn run(self: Arc<Self>, mut file: File) {
+        let mut written: u64 = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut pending: Vec<u8> = Vec::with_capacity(1 << 20);
+        loop {
+            let (epoch, closed) = {
+                let mut g = self.inner();
+                while g.buf.is_empty() && !g.closed {
+                    g = self.wake.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+                std::mem::swap(&mut g.buf, &mut pending);
+                (g.appended, g.closed && pending.is_empty())
+            };
+            if closed {
+                let _ = self.synced.send(epoch);
+                return;
+            }
+            // A failed write (full disk) is retried: confirms wait rather than lie.
+            loop {
+                match file.write_all(&pending).and_then(|_| fdatasync(&file)) {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::error!("journal write failed ({e}); retrying, confirms are held");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
+            }
+            written += pending.len() as u64;
+            pending.clear();
+            self.fsyncs.fetch_add(1, Ordering::Relaxed);
+            let _ = self.synced.send(epoch);
+            if written >= SEGMENT_BYTES {
+                match self.rotate() {
+                    Ok(f) => {
+                        file = f;
+                        written = 0;
+                    }
+                    Err(e) => tracing::error!("cannot start a new journal segment: {e}"),
+                }
+            }
+        }
+    }
+
+    fn rotate(&self) -> std::io::Result<File> {
+        let next = self.inner().segment + 1;
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(segment_path(&self.dir, next))?;
+        self.inner().segment = next;
+        self.delete_settled_segments(next);
+        Ok(f)
+    }
+
+    /// Deletes the oldest segments whose messages are all settled.
+    fn delete_settled_segments(&self, current: u32) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let oldest_on_disk = list_segments(&self.dir).into_iter().next();
+        let Some(mut seg) = oldest_on_disk else {
+            return;
+        };
+        while seg < current && live.get(&seg).copied().unwrap_or(0) == 0 {
+            if std::fs::remove_file(segment_path(&self.dir, seg)).is_err() {
+                break;
+            }
+            live.remove(&seg);
+            seg += 1;
+        }
+    }
+}
+
+fn fdatasync(f: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fdatasync on a file descriptor we own.
+    if unsafe { libc::fdatasync(f.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Segment numbers present in `dir`, ascending.
+pub fn list_segments(dir: &Path) -> Vec<u32> {
+    let mut v: Vec<u32> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("journal."))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
