@@ -44,7 +44,7 @@ fn begin(out: &mut Vec<u8>) -> usize {
     at
 }
 
-fn finish(out: &mut Vec<u8>, at: usize) {
+fn finish(out: &mut [u8], at: usize) {
     let payload = &out[at + HEADER..];
     let len = payload.len() as u32;
     let crc = crc32c::crc32c(payload);
