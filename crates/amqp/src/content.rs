@@ -51,6 +51,14 @@ impl ContentHeader {
     }
 }
 
+/// Decodes properties stored in their wire form (e.g. by the message journal).
+pub fn decode_properties(raw: &[u8]) -> Option<BasicProperties> {
+    match parse_properties(raw) {
+        Ok((&[], p)) => Some(p),
+        _ => None,
+    }
+}
+
 /// Encodes properties into the wire form kept in `ContentHeader::raw_properties`.
 pub fn encode_properties(properties: &BasicProperties) -> Bytes {
     match cookie_factory::gen_simple(gen_properties(properties), Vec::with_capacity(64)) {

@@ -10,11 +10,41 @@ use std::sync::RwLock;
 
 use regex::Regex;
 
+/// A user. Passwords are kept only as RabbitMQ's `rabbit_password_hashing_sha256` hash
+/// (base64 of a 4-byte salt followed by SHA-256(salt ++ password)), so definitions exported
+/// from RabbitMQ import unchanged and ours never hold a clear-text password.
 #[derive(Clone)]
 pub struct User {
     pub name: String,
-    pub password: String,
+    pub password_hash: String,
     pub tags: Vec<String>,
+}
+
+pub const HASHING_ALGORITHM: &str = "rabbit_password_hashing_sha256";
+
+/// RabbitMQ's salted SHA-256 password hash.
+pub fn hash_password(password: &str) -> String {
+    let salt: [u8; 4] = rand::random();
+    hash_with_salt(&salt, password)
+}
+
+fn hash_with_salt(salt: &[u8], password: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(salt);
+    h.update(password.as_bytes());
+    let mut out = salt.to_vec();
+    out.extend_from_slice(&h.finalize());
+    base64::engine::general_purpose::STANDARD.encode(out)
+}
+
+fn password_matches(stored: &str, password: &str) -> bool {
+    use base64::Engine;
+    match base64::engine::general_purpose::STANDARD.decode(stored) {
+        Ok(raw) if raw.len() == 36 => hash_with_salt(&raw[..4], password) == stored,
+        _ => false,
+    }
 }
 
 #[derive(Clone)]
@@ -22,6 +52,8 @@ pub struct Permission {
     pub configure: Regex,
     pub write: Regex,
     pub read: Regex,
+    /// The patterns as given (for listing and export).
+    pub patterns: [String; 3],
 }
 
 impl Permission {
@@ -31,6 +63,7 @@ impl Permission {
             configure: compile(configure)?,
             write: compile(write)?,
             read: compile(read)?,
+            patterns: [configure.into(), write.into(), read.into()],
         })
     }
 }
@@ -60,17 +93,44 @@ pub struct Auth {
 
 impl Auth {
     pub fn add_user(&self, name: &str, password: &str, tags: &[&str]) {
+        self.put_user(User {
+            name: name.to_string(),
+            password_hash: hash_password(password),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        });
+    }
+
+    /// Adds or replaces a user as given (e.g. from imported definitions).
+    pub fn put_user(&self, user: User) {
         self.users
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                name.to_string(),
-                User {
-                    name: name.to_string(),
-                    password: password.to_string(),
-                    tags: tags.iter().map(|t| t.to_string()).collect(),
-                },
-            );
+            .insert(user.name.clone(), user);
+    }
+
+    pub fn users(&self) -> Vec<User> {
+        let mut v: Vec<User> = self
+            .users
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// (user, vhost, permission) for every grant.
+    pub fn permissions(&self) -> Vec<(String, String, Permission)> {
+        let mut v: Vec<(String, String, Permission)> = self
+            .permissions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|((u, vh), p)| (u.clone(), vh.clone(), p.clone()))
+            .collect();
+        v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        v
     }
 
     pub fn delete_user(&self, name: &str) -> bool {
@@ -102,7 +162,7 @@ impl Auth {
     pub fn login(&self, user: &str, password: &str, peer: IpAddr) -> Result<User, LoginError> {
         let users = self.users.read().unwrap_or_else(|e| e.into_inner());
         let u = users.get(user).ok_or(LoginError::UnknownUser)?;
-        if u.password != password {
+        if !password_matches(&u.password_hash, password) {
             return Err(LoginError::BadPassword);
         }
         let loopback = match peer {
@@ -181,6 +241,15 @@ mod tests {
             Some(("guest".into(), "secret".into()))
         );
         assert_eq!(parse_credentials("PLAIN", b"guest"), None);
+    }
+
+    #[test]
+    fn rabbitmq_password_hashes_verify() {
+        // A hash as RabbitMQ 3.x exports it for password "guest".
+        let h = hash_with_salt(&[0x90, 0x31, 0x5d, 0x0c], "guest");
+        assert!(password_matches(&h, "guest"));
+        assert!(!password_matches(&h, "Guest"));
+        assert!(password_matches(&hash_password("s3cret"), "s3cret"));
     }
 
     #[test]

@@ -2,10 +2,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use tokio::sync::watch;
+use warren_store::Journal;
 
 use crate::auth::{Auth, Permission};
 use crate::channel::reply_to::ReplyTarget;
@@ -24,6 +26,8 @@ pub struct BrokerConfig {
     pub frame_max: u32,
     pub channel_max: u16,
     pub heartbeat: u16,
+    /// Where durable state lives; `None` keeps everything in memory.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for BrokerConfig {
@@ -38,6 +42,7 @@ impl Default for BrokerConfig {
             frame_max: 131_072,
             channel_max: 2047,
             heartbeat: 60,
+            data_dir: None,
         }
     }
 }
@@ -60,36 +65,142 @@ pub struct Broker {
     shutdown: watch::Sender<bool>,
     /// Direct reply-to consumers by token.
     reply_targets: Mutex<HashMap<String, ReplyTarget>>,
+    store: Option<Store>,
+    /// Set while definitions are being loaded (no write-back of half-loaded state).
+    loading: AtomicBool,
+    me: Weak<Broker>,
+}
+
+/// Durable storage of a node.
+struct Store {
+    definitions: PathBuf,
+    journal: Arc<Journal>,
+    write_lock: Mutex<()>,
 }
 
 impl Broker {
+    /// An in-memory broker (nothing survives a restart); used when no data dir is given.
     pub fn new(config: BrokerConfig) -> Arc<Self> {
+        let b = Self::build(config, None);
+        b.add_defaults();
+        b
+    }
+
+    /// A broker with durable storage in `config.data_dir`: definitions are loaded (or the
+    /// defaults created on first start), then the journal is replayed into durable queues.
+    pub fn open(config: BrokerConfig) -> std::io::Result<Arc<Self>> {
+        let Some(dir) = config.data_dir.clone() else {
+            return Ok(Self::new(config));
+        };
+        std::fs::create_dir_all(&dir)?;
+        let (journal, recovered) = warren_store::recover(&dir.join("journal"))?;
+        let b = Self::build(
+            config,
+            Some(Store {
+                definitions: dir.join("definitions.json"),
+                journal,
+                write_lock: Mutex::new(()),
+            }),
+        );
+        let defs = b.store.as_ref().map(|s| s.definitions.clone());
+        let existing = match defs.as_deref().map(warren_store::definitions::read) {
+            Some(Ok(Some(bytes))) => Some(
+                serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}: {e}", dir.join("definitions.json").display()),
+                    )
+                })?,
+            ),
+            Some(Err(e)) => return Err(e),
+            _ => None,
+        };
+        b.loading.store(true, Ordering::Relaxed);
+        match existing {
+            Some(d) => {
+                for w in crate::definitions::import(&b, &d).map_err(std::io::Error::other)? {
+                    tracing::warn!("definitions: {w}");
+                }
+            }
+            None => b.add_defaults(),
+        }
+        b.loading.store(false, Ordering::Relaxed);
+        b.persist_definitions();
+        let mut restored = 0usize;
+        let queues = recovered.queues.len();
+        for (key, msgs) in recovered.queues {
+            let queue = key
+                .split_once('\0')
+                .and_then(|(vh, name)| b.vhost(vh).and_then(|v| v.queue(name)));
+            match queue {
+                Some(q) => {
+                    restored += msgs.len();
+                    q.restore(msgs);
+                }
+                None => {
+                    if let Some(j) = b.journal() {
+                        j.drop_queue(&key, &[]);
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            "recovered {restored} messages in {queues} queues from {} journal segment(s), {:.1} MB, in {} ms",
+            recovered.segments,
+            recovered.bytes as f64 / 1e6,
+            recovered.elapsed_ms
+        );
+        Ok(b)
+    }
+
+    fn build(config: BrokerConfig, store: Option<Store>) -> Arc<Self> {
         let auth = Auth::default();
-        auth.add_user(
-            &config.default_user,
-            &config.default_pass,
-            &["administrator"],
-        );
         auth.set_loopback_users(config.loopback_users.clone());
-        auth.set_permissions(
-            &config.default_user,
-            &config.default_vhost,
-            Permission::new(".*", ".*", ".*").expect("literal regex"),
-        );
-        let mut vhosts = HashMap::new();
-        vhosts.insert(
-            config.default_vhost.clone(),
-            Vhost::new(&config.default_vhost),
-        );
-        Arc::new(Broker {
+        Arc::new_cyclic(|me| Broker {
             config,
             auth,
-            vhosts: RwLock::new(vhosts),
+            vhosts: RwLock::new(HashMap::new()),
             next_connection_id: AtomicU64::new(1),
             connections: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
             reply_targets: Mutex::new(HashMap::new()),
+            store,
+            loading: AtomicBool::new(false),
+            me: me.clone(),
         })
+    }
+
+    /// First start: the default vhost and user, as RabbitMQ creates them.
+    fn add_defaults(&self) {
+        let c = &self.config;
+        self.auth
+            .add_user(&c.default_user, &c.default_pass, &["administrator"]);
+        self.auth.set_permissions(
+            &c.default_user,
+            &c.default_vhost,
+            Permission::new(".*", ".*", ".*").expect("literal regex"),
+        );
+        self.add_vhost(&c.default_vhost);
+    }
+
+    /// The message journal (with durable storage).
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.store.as_ref().map(|s| &s.journal)
+    }
+
+    /// Writes the definitions file (durable metadata changed). Failures are logged: the
+    /// change stays in memory and is retried with the next one.
+    pub fn persist_definitions(&self) {
+        let Some(store) = &self.store else { return };
+        if self.loading.load(Ordering::Relaxed) {
+            return;
+        }
+        let _one_writer = store.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let doc = crate::definitions::export(self);
+        let bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+        if let Err(e) = warren_store::definitions::write_atomic(&store.definitions, &bytes) {
+            tracing::error!("cannot write {}: {e}", store.definitions.display());
+        }
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<Vhost>> {
@@ -105,7 +216,7 @@ impl Broker {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(name.to_string())
-            .or_insert_with(|| Vhost::new(name))
+            .or_insert_with(|| Vhost::new(name, self.me.clone()))
             .clone()
     }
 

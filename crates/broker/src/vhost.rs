@@ -5,15 +5,16 @@
 //! Deleting a queue or exchange removes every binding that mentions it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use warren_amqp::reply::{AmqpError, ACCESS_REFUSED, COMMAND_INVALID};
 use warren_amqp::FieldTable;
 
 use crate::args;
+use crate::broker::Broker;
 use crate::exchange::{Destination, Exchange, ExchangeKind, Route};
 use crate::policy::{self, Policy};
-use crate::queue::{settings, Queue};
+use crate::queue::{settings, Queue, QueueAttrs};
 
 /// A binding as declared (names, not handles), kept for listing and for rebuilding routes.
 #[derive(Clone, Debug)]
@@ -86,15 +87,18 @@ pub struct Vhost {
     pub name: String,
     state: RwLock<VhostState>,
     policies: RwLock<Vec<Policy>>,
+    /// The broker, told to persist definitions after durable metadata changes.
+    broker: Weak<Broker>,
 }
 
 impl Vhost {
     /// A vhost with the default exchange and the standard `amq.*` exchanges.
-    pub fn new(name: &str) -> Arc<Self> {
+    pub fn new(name: &str, broker: Weak<Broker>) -> Arc<Self> {
         let v = Vhost {
             name: name.to_string(),
             state: RwLock::new(VhostState::default()),
             policies: RwLock::new(Vec::new()),
+            broker,
         };
         {
             let mut st = v.write();
@@ -130,6 +134,69 @@ impl Vhost {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Persists definitions (durable metadata changed); a no-op without durable storage.
+    fn persist(&self) {
+        if let Some(b) = self.broker.upgrade() {
+            b.persist_definitions();
+        }
+    }
+
+    pub fn declare_exchange(
+        self: &Arc<Self>,
+        spec: ExchangeSpec<'_>,
+    ) -> Result<Arc<Exchange>, AmqpError> {
+        let durable_change = !spec.passive && spec.durable;
+        let r = self.declare_exchange_locked(spec);
+        if r.is_ok() && durable_change {
+            self.persist();
+        }
+        r
+    }
+
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+        self.delete_exchange_locked(name, if_unused)?;
+        self.persist();
+        Ok(())
+    }
+
+    /// Declares (or checks) a queue.
+    pub fn declare_queue(self: &Arc<Self>, spec: QueueSpec<'_>) -> Result<Arc<Queue>, AmqpError> {
+        let durable_change = !spec.passive && spec.durable && spec.exclusive_owner.is_none();
+        let q = self.declare_queue_locked(spec)?;
+        if durable_change {
+            self.persist();
+        }
+        Ok(q)
+    }
+
+    pub fn bind(&self, binding: Binding) -> Result<(), AmqpError> {
+        self.bind_locked(binding)?;
+        self.persist();
+        Ok(())
+    }
+
+    pub fn unbind(&self, binding: &Binding) -> Result<(), AmqpError> {
+        self.unbind_locked(binding)?;
+        self.persist();
+        Ok(())
+    }
+
+    /// Adds or replaces a policy and re-applies policies to every queue and exchange.
+    /// Returns true when the policy is new.
+    pub fn set_policy(&self, p: Policy) -> bool {
+        let created = self.set_policy_locked(p);
+        self.persist();
+        created
+    }
+
+    pub fn clear_policy(&self, name: &str) -> bool {
+        let removed = self.clear_policy_locked(name);
+        if removed {
+            self.persist();
+        }
+        removed
+    }
+
     pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
         self.read().exchanges.get(name).cloned()
     }
@@ -142,7 +209,7 @@ impl Vhost {
         AmqpError::not_found(kind, name, &self.name)
     }
 
-    pub fn declare_exchange(
+    fn declare_exchange_locked(
         self: &Arc<Self>,
         spec: ExchangeSpec<'_>,
     ) -> Result<Arc<Exchange>, AmqpError> {
@@ -243,7 +310,7 @@ impl Vhost {
         Ok(x)
     }
 
-    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+    fn delete_exchange_locked(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
         if name.is_empty() || name.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
                 "operation not permitted on the default exchange or built-in exchange '{name}'"
@@ -272,7 +339,10 @@ impl Vhost {
     }
 
     /// Declares (or checks) a queue.
-    pub fn declare_queue(self: &Arc<Self>, spec: QueueSpec<'_>) -> Result<Arc<Queue>, AmqpError> {
+    fn declare_queue_locked(
+        self: &Arc<Self>,
+        spec: QueueSpec<'_>,
+    ) -> Result<Arc<Queue>, AmqpError> {
         let QueueSpec {
             name,
             passive,
@@ -341,14 +411,20 @@ impl Vhost {
             )));
         }
         let policy = self.policy_for(name, true);
+        let journal = (durable && exclusive_owner.is_none())
+            .then(|| self.broker.upgrade().and_then(|b| b.journal().cloned()))
+            .flatten();
         let q = Queue::new(
             name,
             self,
-            durable,
-            exclusive_owner,
-            auto_delete,
-            arguments,
+            QueueAttrs {
+                durable,
+                exclusive_owner,
+                auto_delete,
+                arguments,
+            },
             policy,
+            journal,
         );
         st.queues.insert(name.to_string(), q.clone());
         // Every queue is bound to the default exchange by its name; that binding is implicit
@@ -360,6 +436,14 @@ impl Vhost {
     /// for clients that announced `consumer_cancel_notify`). Returns the number of ready
     /// messages it held.
     pub fn delete_queue(&self, q: &Arc<Queue>) -> u32 {
+        let count = self.delete_queue_locked(q);
+        if q.durable && q.exclusive_owner.is_none() {
+            self.persist();
+        }
+        count
+    }
+
+    fn delete_queue_locked(&self, q: &Arc<Queue>) -> u32 {
         let mut st = self.write();
         if st
             .queues
@@ -403,7 +487,7 @@ impl Vhost {
 
     /// Adds or replaces a policy and re-applies policies to every queue and exchange.
     /// Returns true when the policy is new.
-    pub fn set_policy(&self, p: Policy) -> bool {
+    fn set_policy_locked(&self, p: Policy) -> bool {
         let created = {
             let mut ps = self.policies.write().unwrap_or_else(|e| e.into_inner());
             let created = !ps.iter().any(|x| x.name == p.name);
@@ -415,7 +499,7 @@ impl Vhost {
         created
     }
 
-    pub fn clear_policy(&self, name: &str) -> bool {
+    fn clear_policy_locked(&self, name: &str) -> bool {
         let removed = {
             let mut ps = self.policies.write().unwrap_or_else(|e| e.into_inner());
             let before = ps.len();
@@ -449,7 +533,7 @@ impl Vhost {
         }
     }
 
-    pub fn bind(&self, binding: Binding) -> Result<(), AmqpError> {
+    fn bind_locked(&self, binding: Binding) -> Result<(), AmqpError> {
         let mut st = self.write();
         if binding.source.is_empty()
             || (!binding.destination_is_queue && binding.destination.is_empty())
@@ -476,7 +560,7 @@ impl Vhost {
         Ok(())
     }
 
-    pub fn unbind(&self, binding: &Binding) -> Result<(), AmqpError> {
+    fn unbind_locked(&self, binding: &Binding) -> Result<(), AmqpError> {
         let mut st = self.write();
         if binding.source.is_empty() {
             return Err(AmqpError::access_refused(

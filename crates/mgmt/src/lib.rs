@@ -6,7 +6,6 @@
 
 mod api;
 mod auth;
-mod json;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -133,6 +133,7 @@ pub fn run(a: ServerArgs) -> ExitCode {
         frame_max: file.frame_max.unwrap_or(defaults.frame_max),
         channel_max: file.channel_max.unwrap_or(defaults.channel_max),
         heartbeat: file.heartbeat.unwrap_or(defaults.heartbeat),
+        data_dir: Some(data_dir.clone()),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -190,7 +191,17 @@ async fn serve(cfg: BrokerConfig, data_dir: PathBuf, mgmt: SocketAddr) -> ExitCo
             return ExitCode::from(69);
         }
     };
-    let broker: Arc<Broker> = Broker::new(cfg.clone());
+    let broker: Arc<Broker> = match Broker::open(cfg.clone()) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!("cannot open data directory {}: {e}", data_dir.display());
+            eprintln!(
+                "warren server: cannot open data directory {}: {e}",
+                data_dir.display()
+            );
+            return ExitCode::from(73);
+        }
+    };
     tracing::info!("management API listening on {mgmt}");
     tokio::spawn(warren_mgmt::serve(broker.clone(), mgmt_listener));
     for (l, addr) in listeners.into_iter().zip(&cfg.listeners) {
@@ -208,6 +219,9 @@ async fn serve(cfg: BrokerConfig, data_dir: PathBuf, mgmt: SocketAddr) -> ExitCo
     let deadline = Instant::now() + Duration::from_secs(5);
     while broker.connection_count() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(j) = broker.journal() {
+        j.close();
     }
     tracing::info!("node {node} stopped");
     ExitCode::SUCCESS

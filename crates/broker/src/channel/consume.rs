@@ -205,7 +205,7 @@ impl Channel {
         } else {
             for (q, entries) in group_by_queue(taken) {
                 if ack {
-                    q.settle(entries.len());
+                    q.settle(entries);
                 } else {
                     q.reject(entries);
                 }

@@ -219,9 +219,14 @@ impl Channel {
         self.publish.body(ctx, self.id, payload)
     }
 
-    /// Sends pending publisher confirms (called after each batch of frames).
-    pub fn flush_confirms(&mut self, wire: &Wire) {
-        self.publish.flush_confirms(self.id, wire);
+    /// Sends the publisher confirms whose messages are durable up to journal epoch `synced`
+    /// (called after each batch of frames and whenever the journal advances).
+    pub fn flush_confirms(&mut self, wire: &Wire, synced: u64) {
+        self.publish.flush_confirms(self.id, wire, synced);
+    }
+
+    pub fn waiting_for_sync(&self, synced: u64) -> bool {
+        self.publish.waiting_for_sync(synced)
     }
 
     fn kick_consumed_queues(&self) {

@@ -6,6 +6,7 @@
 //! only bodies split over several frames are joined. Confirms are coalesced: everything
 //! published in one read batch is acknowledged with one `basic.ack multiple`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -57,8 +58,9 @@ enum Mode {
     Plain,
     Confirm {
         next_seq: u64,
-        /// First and last sequence numbers published but not yet confirmed.
-        unflushed: Option<(u64, u64)>,
+        /// Published, not yet confirmed: (sequence number, journal epoch that must be durable
+        /// first, ack or nack). Confirms go out in order.
+        pending: VecDeque<(u64, u64, bool)>,
     },
     Tx(Vec<TxOp>),
 }
@@ -232,23 +234,14 @@ impl PublishState {
             Mode::Plain => {
                 route_and_enqueue(ctx, channel, &p.exchange, message, p.mandatory);
             }
-            Mode::Confirm {
-                next_seq,
-                unflushed,
-            } => {
-                let accepted = route_and_enqueue(ctx, channel, &p.exchange, message, p.mandatory);
+            Mode::Confirm { next_seq, pending } => {
+                let outcome = route_and_enqueue(ctx, channel, &p.exchange, message, p.mandatory);
                 let seq = *next_seq;
                 *next_seq += 1;
-                if accepted {
-                    *unflushed = Some(unflushed.map_or((seq, seq), |(first, _)| (first, seq)));
-                } else {
-                    // Confirms go out in order: everything before this one, then its nack.
-                    if let Some((first, last)) = unflushed.take() {
-                        ctx.wire
-                            .send(|out| out.confirm(channel, last, last > first, true));
-                    }
-                    ctx.wire.send(|out| out.confirm(channel, seq, false, false));
-                }
+                pending.push_back(match outcome {
+                    Some(epoch) => (seq, epoch, true),
+                    None => (seq, 0, false),
+                });
             }
         }
         Ok(())
@@ -263,7 +256,7 @@ impl PublishState {
             Mode::Plain => {
                 self.mode = Mode::Confirm {
                     next_seq: 1,
-                    unflushed: None,
+                    pending: VecDeque::new(),
                 };
                 Ok(())
             }
@@ -326,26 +319,49 @@ impl PublishState {
         }
     }
 
-    pub fn flush_confirms(&mut self, channel: u16, wire: &Wire) {
-        if let Mode::Confirm { unflushed, .. } = &mut self.mode {
-            if let Some((first, last)) = unflushed.take() {
-                wire.send(|out| out.confirm(channel, last, last > first, true));
+    /// Sends the confirms whose messages are durable (`synced` is the journal's durable
+    /// epoch), coalescing runs of acks into one `basic.ack multiple`.
+    pub fn flush_confirms(&mut self, channel: u16, wire: &Wire, synced: u64) {
+        let Mode::Confirm { pending, .. } = &mut self.mode else {
+            return;
+        };
+        let mut run: Option<(u64, u64)> = None;
+        while let Some(&(seq, epoch, ack)) = pending.front() {
+            if epoch > synced {
+                break;
+            }
+            pending.pop_front();
+            if ack {
+                run = Some(run.map_or((seq, seq), |(first, _)| (first, seq)));
+            } else {
+                if let Some((first, last)) = run.take() {
+                    wire.send(|out| out.confirm(channel, last, last > first, true));
+                }
+                wire.send(|out| out.confirm(channel, seq, false, false));
             }
         }
+        if let Some((first, last)) = run {
+            wire.send(|out| out.confirm(channel, last, last > first, true));
+        }
+    }
+
+    /// Whether confirms are held until the journal reaches a later epoch than `synced`.
+    pub fn waiting_for_sync(&self, synced: u64) -> bool {
+        matches!(&self.mode, Mode::Confirm { pending, .. } if pending.front().is_some_and(|p| p.1 > synced))
     }
 }
 
 /// Routes a message and enqueues it on every queue it reaches; unroutable mandatory
-/// messages are returned (312 NO_ROUTE) before any confirm for them is sent. Returns false
-/// when a queue refused it (`x-overflow: reject-publish`), which the publisher is told with
-/// `basic.nack`.
+/// messages are returned (312 NO_ROUTE) before any confirm for them is sent. Returns the
+/// journal epoch the confirm must wait for, or `None` when a queue refused the message
+/// (`x-overflow: reject-publish`), which the publisher is told with `basic.nack`.
 fn route_and_enqueue(
     ctx: &Ctx<'_>,
     channel: u16,
     exchange: &Arc<Exchange>,
     message: Arc<Message>,
     mandatory: bool,
-) -> bool {
+) -> Option<u64> {
     if let Some(store) = &exchange.delayed {
         let delay = message
             .properties
@@ -356,7 +372,7 @@ fn route_and_enqueue(
             .unwrap_or(0);
         if delay > 0 {
             store.hold(message, delay as u64);
-            return true;
+            return Some(0);
         }
     }
     if exchange.name.is_empty() {
@@ -367,7 +383,7 @@ fn route_and_enqueue(
             if !super::reply_to::deliver(ctx.broker, token, &message) && mandatory {
                 return_unroutable(ctx, channel, &message);
             }
-            return true;
+            return Some(0);
         }
     }
     let queues = ctx.vhost.route(
@@ -379,13 +395,16 @@ fn route_and_enqueue(
         if mandatory {
             return_unroutable(ctx, channel, &message);
         }
-        return true;
+        return Some(0);
     }
-    let mut accepted = true;
+    let mut sync = Some(0u64);
     for q in queues {
-        accepted &= q.publish(message.clone()) == crate::queue::Enqueued::Accepted;
+        sync = match q.publish(message.clone()) {
+            crate::queue::Enqueued::Accepted { sync: s } => sync.map(|have| have.max(s)),
+            crate::queue::Enqueued::Rejected => None,
+        };
     }
-    accepted
+    sync
 }
 
 fn return_unroutable(ctx: &Ctx<'_>, channel: u16, message: &Message) {

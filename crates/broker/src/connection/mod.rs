@@ -88,6 +88,18 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
 }
 
+/// Resolves when the journal's durable epoch advances (never without a journal).
+async fn journal_advanced(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match rx {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
 fn send_connection_close(wire: &Wire, e: &AmqpError) {
     let m = AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
         reply_code: e.code,
@@ -131,6 +143,11 @@ struct Env {
 }
 
 impl Env {
+    /// The journal's durable epoch (everything is "durable" without a journal).
+    fn synced_epoch(&self) -> u64 {
+        self.broker.journal().map_or(u64::MAX, |j| j.synced_epoch())
+    }
+
     fn ctx(&self) -> Ctx<'_> {
         Ctx {
             broker: &self.broker,
@@ -181,6 +198,7 @@ impl Connection {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_read = Instant::now();
         let mut shutdown = self.env.broker.shutdown_signal();
+        let mut journal = self.env.broker.journal().map(|j| j.synced());
         loop {
             loop {
                 match frame::decode(buf, self.env.session.frame_max) {
@@ -193,8 +211,11 @@ impl Connection {
                     Err(e) => return End::Error(AmqpError::new(FRAME_ERROR, e.to_string())),
                 }
             }
+            let synced = self.env.synced_epoch();
+            let mut waiting = false;
             for ch in self.channels.values_mut() {
-                ch.flush_confirms(&self.env.wire);
+                ch.flush_confirms(&self.env.wire, synced);
+                waiting |= ch.waiting_for_sync(synced);
             }
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(READ_CHUNK);
@@ -211,6 +232,7 @@ impl Connection {
                     }
                     self.env.wire.send(|out| out.heartbeat());
                 }
+                _ = journal_advanced(&mut journal), if waiting => {}
                 r = shutdown.changed() => {
                     if r.is_err() || *shutdown.borrow() {
                         return End::Error(AmqpError::new(
@@ -338,7 +360,7 @@ impl Connection {
             }
             AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
                 if let Some(mut ch) = self.channels.remove(&id) {
-                    ch.flush_confirms(&self.env.wire);
+                    ch.flush_confirms(&self.env.wire, self.env.synced_epoch());
                     ch.shutdown(&ctx);
                 }
                 let ok = AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {}));
@@ -391,7 +413,8 @@ fn close_channel_with(ctx: &Ctx<'_>, ch: &mut Channel, e: AmqpError) -> Result<(
         return Err(e);
     }
     tracing::info!("closing channel {}: {e}", ch.id);
-    ch.flush_confirms(ctx.wire);
+    let synced = ctx.broker.journal().map_or(u64::MAX, |j| j.synced_epoch());
+    ch.flush_confirms(ctx.wire, synced);
     ch.shutdown(ctx);
     ch.closing = true;
     let m = AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use warren_amqp::FieldTable;
+use warren_store::{Journal, RecoveredMessage};
 
 use crate::channel::link::{ChannelLink, Consumer};
 use crate::message::Message;
@@ -39,12 +40,16 @@ pub struct Entry {
     pub priority: u8,
     /// When the message expires (queue TTL or per-message `expiration`, whichever is first).
     pub expires_at: Option<Instant>,
+    /// The journal segment holding this message, if it is persisted.
+    pub seg: Option<u32>,
 }
 
 /// What happened to a published message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
-    Accepted,
+    /// Taken; `sync` is the journal epoch that must be durable before the publisher may be
+    /// confirmed (0 = nothing to wait for).
+    Accepted { sync: u64 },
     /// Refused by `x-overflow: reject-publish(-dlx)`: the publisher gets a `basic.nack`.
     Rejected,
 }
@@ -61,6 +66,10 @@ pub struct Queue {
     vhost_ref: Weak<Vhost>,
     timer: Arc<Notify>,
     next_consumer_seq: AtomicU64,
+    /// Set for durable queues on a node with durable storage: persistent messages go here.
+    journal: Option<Arc<Journal>>,
+    /// The queue's name in the journal (`vhost NUL name`).
+    key: String,
     state: Mutex<QueueState>,
 }
 
@@ -77,6 +86,16 @@ struct QueueState {
     last_used: Instant,
     /// Dead letters produced under the lock, republished after it is released.
     dead: Vec<DeadLetter>,
+    /// Persisted messages that left the queue for good, to record in the journal.
+    to_settle: Vec<(u64, u32)>,
+}
+
+/// A queue's declared attributes.
+pub struct QueueAttrs {
+    pub durable: bool,
+    pub exclusive_owner: Option<u64>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
 }
 
 /// Why a consumer could not be added.
@@ -90,12 +109,16 @@ impl Queue {
     pub fn new(
         name: &str,
         vhost: &Arc<Vhost>,
-        durable: bool,
-        exclusive_owner: Option<u64>,
-        auto_delete: bool,
-        arguments: FieldTable,
+        attrs: QueueAttrs,
         policy: Option<(String, serde_json::Value)>,
+        journal: Option<Arc<Journal>>,
     ) -> Arc<Self> {
+        let QueueAttrs {
+            durable,
+            exclusive_owner,
+            auto_delete,
+            arguments,
+        } = attrs;
         let settings = QueueSettings::effective(&arguments, policy.as_ref().map(|p| &p.1));
         let q = Arc::new(Queue {
             name: name.to_string(),
@@ -108,6 +131,8 @@ impl Queue {
             vhost_ref: Arc::downgrade(vhost),
             timer: Arc::new(Notify::new()),
             next_consumer_seq: AtomicU64::new(0),
+            journal,
+            key: format!("{}\0{name}", vhost.name),
             state: Mutex::new(QueueState {
                 ready: Ready::new(settings.max_priority),
                 next_id: 0,
@@ -119,6 +144,7 @@ impl Queue {
                 policy: policy.map(|p| p.0),
                 last_used: Instant::now(),
                 dead: Vec::new(),
+                to_settle: Vec::new(),
             }),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -174,10 +200,27 @@ impl Queue {
             self.enforce_limits(&mut st);
             self.expire_head(&mut st, Instant::now());
             self.dispatch(&mut st);
+            self.flush(&mut st);
             std::mem::take(&mut st.dead)
         };
         self.timer.notify_one();
         self.republish(dead);
+    }
+
+    /// Notes that a message left the queue for good (the journal is told at `flush`).
+    fn gone(st: &mut QueueState, e: &Entry) {
+        if let Some(seg) = e.seg {
+            st.to_settle.push((e.id, seg));
+        }
+    }
+
+    /// Writes pending settlements to the journal.
+    fn flush(&self, st: &mut QueueState) {
+        if let Some(j) = &self.journal {
+            if !st.to_settle.is_empty() {
+                j.settle(&self.key, &std::mem::take(&mut st.to_settle));
+            }
+        }
     }
 
     fn dead_letter(&self, st: &mut QueueState, msg: Arc<Message>, reason: Reason) {
@@ -198,6 +241,7 @@ impl Queue {
                 break;
             }
             if let Some(e) = st.ready.pop_front() {
+                Self::gone(st, &e);
                 self.dead_letter(st, e.msg, Reason::Expired);
             }
         }
@@ -208,7 +252,10 @@ impl Queue {
     fn enforce_limits(&self, st: &mut QueueState) {
         while over_limit(st, 0, 0) {
             match st.ready.pop_oldest() {
-                Some(e) => self.dead_letter(st, e.msg, Reason::Maxlen),
+                Some(e) => {
+                    Self::gone(st, &e);
+                    self.dead_letter(st, e.msg, Reason::Maxlen)
+                }
                 None => break,
             }
         }
@@ -223,9 +270,9 @@ impl Queue {
             let outcome = if over_limit(&st, 1, msg.body_size()) {
                 match st.settings.overflow {
                     Overflow::DropHead => {
-                        self.push(&mut st, msg, now);
+                        let sync = self.push(&mut st, msg, now);
                         self.enforce_limits(&mut st);
-                        Enqueued::Accepted
+                        Enqueued::Accepted { sync }
                     }
                     Overflow::RejectPublish => Enqueued::Rejected,
                     Overflow::RejectPublishDlx => {
@@ -234,12 +281,14 @@ impl Queue {
                     }
                 }
             } else {
-                self.push(&mut st, msg, now);
-                Enqueued::Accepted
+                Enqueued::Accepted {
+                    sync: self.push(&mut st, msg, now),
+                }
             };
             self.dispatch(&mut st);
             // A TTL of 0 means "deliver now or never".
             self.expire_head(&mut st, now);
+            self.flush(&mut st);
             let timed = st.ready.front().is_some_and(|e| e.expires_at.is_some());
             (outcome, std::mem::take(&mut st.dead), timed)
         };
@@ -250,9 +299,25 @@ impl Queue {
         outcome
     }
 
-    fn push(&self, st: &mut QueueState, msg: Arc<Message>, now: Instant) {
+    /// Appends to the ready list (and, if persistent on a durable queue, to the journal);
+    /// returns the journal epoch to wait for before confirming (0 = none).
+    fn push(&self, st: &mut QueueState, msg: Arc<Message>, now: Instant) -> u64 {
         let id = st.next_id;
         st.next_id += 1;
+        let (sync, seg) = match &self.journal {
+            Some(j) if msg.persistent() => {
+                let (epoch, seg) = j.enqueue(
+                    &self.key,
+                    id,
+                    &msg.exchange,
+                    &msg.routing_key,
+                    &msg.raw_properties,
+                    &msg.body,
+                );
+                (epoch, Some(seg))
+            }
+            _ => (0, None),
+        };
         let per_message = msg
             .properties
             .expiration()
@@ -269,7 +334,54 @@ impl Queue {
             redelivered: false,
             priority,
             expires_at: ttl.map(|ms| now + Duration::from_millis(ms)),
+            seg,
         });
+        sync
+    }
+
+    /// Puts messages recovered from the journal back (marked redelivered: they may have been
+    /// delivered before the restart). TTLs count again from now.
+    pub fn restore(self: &Arc<Self>, msgs: Vec<RecoveredMessage>) {
+        let now = Instant::now();
+        let mut st = self.state();
+        for m in msgs {
+            let Some(properties) = warren_amqp::content::decode_properties(&m.properties) else {
+                tracing::warn!(
+                    "queue '{}': skipped a recovered message with unreadable properties",
+                    self.name
+                );
+                continue;
+            };
+            let ttl = st
+                .settings
+                .message_ttl
+                .into_iter()
+                .chain(
+                    properties
+                        .expiration()
+                        .as_ref()
+                        .and_then(|e| e.as_str().parse::<u64>().ok()),
+                )
+                .min();
+            let priority = properties.priority().unwrap_or(0);
+            st.next_id = st.next_id.max(m.id + 1);
+            st.ready.push_back(Entry {
+                id: m.id,
+                msg: Arc::new(Message {
+                    exchange: m.exchange,
+                    routing_key: m.routing_key,
+                    raw_properties: m.properties,
+                    properties,
+                    body: m.body,
+                }),
+                redelivered: true,
+                priority,
+                expires_at: ttl.map(|ms| now + Duration::from_millis(ms)),
+                seg: Some(m.segment),
+            });
+        }
+        drop(st);
+        self.timer.notify_one();
     }
 
     /// Re-runs dispatch (credit freed elsewhere, connection drained).
@@ -277,6 +389,7 @@ impl Queue {
         let dead = {
             let mut st = self.state();
             self.dispatch(&mut st);
+            self.flush(&mut st);
             std::mem::take(&mut st.dead)
         };
         self.republish(dead);
@@ -339,10 +452,13 @@ impl Queue {
                     let Some(entry) = st.ready.pop_front() else {
                         return;
                     };
+                    let persisted = entry.seg.map(|seg| (entry.id, seg));
                     match consumer.link.try_deliver(self, &consumer, entry) {
                         Ok(()) => {
                             if !consumer.no_ack {
                                 st.unacked += 1;
+                            } else if let Some(p) = persisted {
+                                st.to_settle.push(p);
                             }
                             st.next_consumer = idx - start + 1;
                             continue 'messages;
@@ -383,6 +499,7 @@ impl Queue {
             st.last_used = Instant::now();
             on_added();
             self.dispatch(&mut st);
+            self.flush(&mut st);
             std::mem::take(&mut st.dead)
         };
         self.republish(dead);
@@ -411,9 +528,12 @@ impl Queue {
             let got = st.ready.pop_front().map(|e| {
                 if !no_ack {
                     st.unacked += 1;
+                } else {
+                    Self::gone(&mut st, &e);
                 }
                 (e, st.ready.len() as u32)
             });
+            self.flush(&mut st);
             if st.ready.front().is_some_and(|e| e.expires_at.is_some()) {
                 // A new head may already be past its TTL: let the timer look.
                 self.timer.notify_one();
@@ -425,11 +545,15 @@ impl Queue {
     }
 
     /// Acknowledged: forget these.
-    pub fn settle(self: &Arc<Self>, count: usize) {
+    pub fn settle(self: &Arc<Self>, entries: Vec<Entry>) {
         let mut st = self.state();
-        st.unacked = st.unacked.saturating_sub(count);
+        st.unacked = st.unacked.saturating_sub(entries.len());
+        for e in &entries {
+            Self::gone(&mut st, e);
+        }
         // The settling consumer regained credit.
         self.dispatch(&mut st);
+        self.flush(&mut st);
     }
 
     /// Rejected without requeue: forget these, dead-lettering them if configured.
@@ -438,9 +562,11 @@ impl Queue {
             let mut st = self.state();
             st.unacked = st.unacked.saturating_sub(entries.len());
             for e in entries {
+                Self::gone(&mut st, &e);
                 self.dead_letter(&mut st, e.msg, Reason::Rejected);
             }
             self.dispatch(&mut st);
+            self.flush(&mut st);
             std::mem::take(&mut st.dead)
         };
         self.republish(dead);
@@ -456,13 +582,20 @@ impl Queue {
                 st.ready.insert_by_id(e);
             }
             self.dispatch(&mut st);
+            self.flush(&mut st);
             std::mem::take(&mut st.dead)
         };
         self.republish(dead);
     }
 
     pub fn purge(&self) -> u32 {
-        self.state().ready.clear() as u32
+        let mut st = self.state();
+        let all = st.ready.drain_all();
+        for e in &all {
+            Self::gone(&mut st, e);
+        }
+        self.flush(&mut st);
+        all.len() as u32
     }
 
     /// Marks the queue deleted and returns its consumers (to be told with `basic.cancel`) and
@@ -471,8 +604,15 @@ impl Queue {
         self.deleted.store(true, Ordering::Relaxed);
         self.timer.notify_one();
         let mut st = self.state();
-        let n = st.ready.clear() as u32;
-        (std::mem::take(&mut st.consumers), n)
+        let all = st.ready.drain_all();
+        if let Some(j) = &self.journal {
+            let ids: Vec<(u64, u32)> = all
+                .iter()
+                .filter_map(|e| e.seg.map(|s| (e.id, s)))
+                .collect();
+            j.drop_queue(&self.key, &ids);
+        }
+        (std::mem::take(&mut st.consumers), all.len() as u32)
     }
 
     /// Runs expiry (called by the timer task); returns the next instant it must run again,
@@ -494,6 +634,7 @@ impl Queue {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            self.flush(&mut st);
             (next, expired, std::mem::take(&mut st.dead))
         };
         self.republish(dead);

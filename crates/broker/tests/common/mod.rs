@@ -43,6 +43,7 @@ pub struct Node {
     pub port: u16,
     pub mgmt_port: u16,
     pub dir: PathBuf,
+    extra: Vec<String>,
 }
 
 impl Node {
@@ -56,34 +57,52 @@ impl Node {
         let dir = std::env::temp_dir().join(format!("warren-test-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("data dir");
+        let mut node = Node {
+            child: None,
+            port,
+            mgmt_port,
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        node.spawn();
+        node
+    }
+
+    /// Starts the server process (again) on the same ports and data directory.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("stderr.log"))
+            .expect("log file");
         let child = Command::new(warren_bin())
             .args([
                 "server",
                 "--port",
-                &port.to_string(),
+                &self.port.to_string(),
                 "--mgmt-port",
-                &mgmt_port.to_string(),
+                &self.mgmt_port.to_string(),
                 "--node-name",
             ])
-            .arg(format!("test{port}@localhost"))
+            .arg(format!("test{}@localhost", self.port))
             .arg("--data-dir")
-            .arg(&dir)
-            .args(extra)
+            .arg(self.dir.join("data"))
+            .args(&self.extra)
             .env("WARREN_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("stderr.log")).expect("log file"),
-            ))
+            .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn warren server");
-        let node = Node {
-            child: Some(child),
-            port,
-            mgmt_port,
-            dir,
-        };
-        node.wait_listening();
-        node
+        self.child = Some(child);
+        self.wait_listening();
+    }
+
+    /// `kill -9`: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     fn wait_listening(&self) {

@@ -10,7 +10,7 @@ use warren_broker::Broker;
 
 use super::{all_vhosts, vhost};
 use crate::auth::{ApiError, User};
-use crate::json;
+use warren_broker::json;
 
 fn list(vhosts: &[Arc<Vhost>]) -> Vec<Value> {
     let mut out = Vec::new();

@@ -13,7 +13,7 @@ use warren_broker::Broker;
 
 use super::{all_vhosts, vhost};
 use crate::auth::{ApiError, User};
-use crate::json;
+use warren_broker::json;
 
 fn to_json(b: &Broker, v: &Vhost, q: &Queue) -> Value {
     let ready = q.message_count();

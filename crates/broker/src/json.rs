@@ -1,4 +1,5 @@
-//! AMQP field values to and from JSON, as the management API shows arguments and headers.
+//! AMQP field values to and from JSON, as RabbitMQ's management API and definitions files
+//! show arguments and headers.
 
 use serde_json::{Map, Value};
 use warren_amqp::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
