@@ -28,6 +28,7 @@ pub struct BrokerConfig {
     pub heartbeat: u16,
     /// Where durable state lives; `None` keeps everything in memory.
     pub data_dir: Option<PathBuf>,
+    pub alarms: crate::alarm::AlarmConfig,
 }
 
 impl Default for BrokerConfig {
@@ -43,6 +44,7 @@ impl Default for BrokerConfig {
             channel_max: 2047,
             heartbeat: 60,
             data_dir: None,
+            alarms: crate::alarm::AlarmConfig::default(),
         }
     }
 }
@@ -66,6 +68,7 @@ pub struct Broker {
     /// Direct reply-to consumers by token.
     reply_targets: Mutex<HashMap<String, ReplyTarget>>,
     store: Option<Store>,
+    alarms: Arc<watch::Sender<crate::alarm::Alarms>>,
     /// Set while definitions are being loaded (no write-back of half-loaded state).
     loading: AtomicBool,
     me: Weak<Broker>,
@@ -165,6 +168,7 @@ impl Broker {
             shutdown: watch::channel(false).0,
             reply_targets: Mutex::new(HashMap::new()),
             store,
+            alarms: Arc::new(watch::channel(Vec::new()).0),
             loading: AtomicBool::new(false),
             me: me.clone(),
         })
@@ -181,6 +185,20 @@ impl Broker {
             Permission::new(".*", ".*", ".*").expect("literal regex"),
         );
         self.add_vhost(&c.default_vhost);
+    }
+
+    /// Starts the resource alarm monitor (call once, inside the runtime).
+    pub fn start_alarm_monitor(&self) {
+        tokio::spawn(crate::alarm::monitor(
+            self.config.alarms.clone(),
+            self.config.data_dir.clone(),
+            self.alarms.clone(),
+        ));
+    }
+
+    /// Alarms in effect, as they change.
+    pub fn alarms(&self) -> watch::Receiver<crate::alarm::Alarms> {
+        self.alarms.subscribe()
     }
 
     /// The message journal (with durable storage).

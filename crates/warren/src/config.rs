@@ -6,7 +6,9 @@
 //! bad values are refused with file:line, the expected form and the nearest valid key.
 
 use std::net::SocketAddr;
+
 use std::path::Path;
+use warren_broker::alarm::Watermark;
 
 /// Settings read from the file; `None` where the file is silent.
 #[derive(Default, Debug)]
@@ -22,6 +24,8 @@ pub struct FileConfig {
     pub channel_max: Option<u16>,
     pub log_file: Option<String>,
     pub log_level: Option<String>,
+    pub memory_watermark: Option<Watermark>,
+    pub disk_free_limit: Option<u64>,
     /// Warnings to log once logging is set up (ignored RabbitMQ keys).
     pub warnings: Vec<String>,
 }
@@ -41,12 +45,15 @@ const KNOWN_KEYS: &[&str] = &[
     "log.file.level",
     "log.console",
     "log.console.level",
+    "vm_memory_high_watermark.relative",
+    "vm_memory_high_watermark.absolute",
+    "disk_free_limit.absolute",
+    "disk_free_limit.relative",
 ];
 
 /// RabbitMQ keys (by prefix) that Warren accepts and ignores for now.
 const RABBITMQ_ONLY_PREFIXES: &[&str] = &[
-    "vm_memory_high_watermark",
-    "disk_free_limit",
+    "vm_memory_high_watermark_paging_ratio",
     "management.",
     "prometheus.",
     "cluster_formation.",
@@ -142,6 +149,30 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
             "log.file" => c.log_file = Some(value.to_string()),
             "log.file.level" | "log.console.level" => c.log_level = Some(value.to_string()),
             "log.console" => {}
+            "vm_memory_high_watermark.relative" => {
+                let f: f64 = value.parse().map_err(|_| bad("a fraction such as 0.4"))?;
+                if !(0.0..=1.0).contains(&f) {
+                    return Err(bad("a fraction between 0 and 1"));
+                }
+                c.memory_watermark = Some(Watermark::Relative(f));
+            }
+            "vm_memory_high_watermark.absolute" => {
+                c.memory_watermark = Some(Watermark::Absolute(bytes(value).ok_or_else(|| {
+                    bad("bytes, optionally with a unit: 1073741824, 1024MiB, 2GB")
+                })?))
+            }
+            "disk_free_limit.absolute" => {
+                c.disk_free_limit = Some(
+                    bytes(value).ok_or_else(|| bad("bytes, optionally with a unit: 50MB, 1GB"))?,
+                )
+            }
+            "disk_free_limit.relative" => {
+                let f: f64 = value
+                    .parse()
+                    .map_err(|_| bad("a multiple of total RAM such as 1.5"))?;
+                c.disk_free_limit =
+                    Some((warren_broker::alarm::total_memory_bytes() as f64 * f) as u64);
+            }
             k if RABBITMQ_ONLY_PREFIXES.iter().any(|p| k.starts_with(p)) => c.warnings.push(
                 format!("{at}: RabbitMQ setting '{k}' is not supported by Warren yet; ignored"),
             ),
@@ -157,6 +188,29 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, String> {
         }
     }
     Ok(c)
+}
+
+/// RabbitMQ's information units: plain bytes, or kB/MB/GB (powers of 1000), KiB/MiB/GiB and
+/// k/K/M/G (powers of 1024).
+pub fn bytes(v: &str) -> Option<u64> {
+    let split = v
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.trim() {
+        "" => 1.0,
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "k" | "K" | "KiB" | "kiB" => 1024.0,
+        "M" | "MiB" => 1024.0 * 1024.0,
+        "G" | "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "T" | "TiB" => 1024f64.powi(4),
+        _ => return None,
+    };
+    Some((n * mult) as u64)
 }
 
 fn listener(v: &str) -> Option<SocketAddr> {
@@ -190,7 +244,7 @@ mod tests {
     #[test]
     fn reads_rabbitmq_style_and_reports_lines() {
         let c = parse(
-            "# comment\nlisteners.tcp.default = 5673\ndefault_user = admin\nloopback_users.guest = false\nvm_memory_high_watermark.relative = 0.6\n",
+            "# comment\nlisteners.tcp.default = 5673\ndefault_user = admin\nloopback_users.guest = false\ncluster_formation.peer_discovery_backend = classic_config\n",
             "w.conf",
         )
         .unwrap();
@@ -204,6 +258,17 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("did you mean 'default_user'"), "{e}");
+        assert_eq!(bytes("50MB"), Some(50_000_000));
+        assert_eq!(bytes("1024MiB"), Some(1 << 30));
+        assert_eq!(bytes("12"), Some(12));
+        assert_eq!(bytes("3 parsecs"), None);
+        let c = parse(
+            "vm_memory_high_watermark.relative = 0.6\ndisk_free_limit.absolute = 1GB\n",
+            "w.conf",
+        )
+        .unwrap();
+        assert_eq!(c.memory_watermark, Some(Watermark::Relative(0.6)));
+        assert_eq!(c.disk_free_limit, Some(1_000_000_000));
         let e = parse("heartbeat = soon\n", "w.conf").unwrap_err();
         assert!(
             e.contains("w.conf:1: invalid value 'soon' for 'heartbeat'"),

@@ -134,6 +134,12 @@ pub fn run(a: ServerArgs) -> ExitCode {
         channel_max: file.channel_max.unwrap_or(defaults.channel_max),
         heartbeat: file.heartbeat.unwrap_or(defaults.heartbeat),
         data_dir: Some(data_dir.clone()),
+        alarms: warren_broker::alarm::AlarmConfig {
+            memory: file.memory_watermark.unwrap_or_default(),
+            disk_free_limit: file
+                .disk_free_limit
+                .unwrap_or(defaults.alarms.disk_free_limit),
+        },
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -203,6 +209,12 @@ async fn serve(cfg: BrokerConfig, data_dir: PathBuf, mgmt: SocketAddr) -> ExitCo
         }
     };
     tracing::info!("management API listening on {mgmt}");
+    broker.start_alarm_monitor();
+    tracing::info!(
+        "memory high watermark {} MB, free disk limit {} MB",
+        broker.config.alarms.memory_limit() / 1_000_000,
+        broker.config.alarms.disk_free_limit / 1_000_000
+    );
     tokio::spawn(warren_mgmt::serve(broker.clone(), mgmt_listener));
     for (l, addr) in listeners.into_iter().zip(&cfg.listeners) {
         tracing::info!("started TCP listener on {addr}");

@@ -23,7 +23,7 @@ use warren_amqp::reply::{
     AmqpError, CHANNEL_ERROR, COMMAND_INVALID, CONNECTION_FORCED, FRAME_ERROR, NOT_IMPLEMENTED,
     UNEXPECTED_FRAME,
 };
-use warren_amqp::{channel, connection, AMQPClass, ShortString};
+use warren_amqp::{basic, channel, connection, AMQPClass, ShortString};
 
 use crate::broker::{Broker, ConnectionInfo};
 use crate::channel::{declare, Channel, Ctx};
@@ -68,6 +68,7 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
                     session,
                 },
                 channels: HashMap::new(),
+                published: false,
             };
             conn.run(&mut rd, &mut buf).await;
             conn.cleanup();
@@ -163,6 +164,8 @@ impl Env {
 struct Connection {
     env: Env,
     channels: HashMap<u16, Channel>,
+    /// This connection has published: it is blocked while a resource alarm is in effect.
+    published: bool,
 }
 
 /// How the reader loop ends.
@@ -199,6 +202,8 @@ impl Connection {
         let mut last_read = Instant::now();
         let mut shutdown = self.env.broker.shutdown_signal();
         let mut journal = self.env.broker.journal().map(|j| j.synced());
+        let mut alarms = self.env.broker.alarms();
+        let mut blocked = false;
         loop {
             loop {
                 match frame::decode(buf, self.env.session.frame_max) {
@@ -220,13 +225,21 @@ impl Connection {
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(READ_CHUNK);
             }
+            let in_effect = alarms.borrow_and_update().clone();
+            let block = self.published && !in_effect.is_empty();
+            if block != blocked {
+                blocked = block;
+                last_read = Instant::now();
+                self.tell_blocked(block.then(|| in_effect.join(" & ")));
+            }
             tokio::select! {
-                r = rd.read_buf(buf) => match r {
+                _ = alarms.changed() => {}
+                r = rd.read_buf(buf), if !blocked => match r {
                     Ok(0) | Err(_) => return End::Closed,
                     Ok(_) => last_read = Instant::now(),
                 },
                 _ = ticker.tick(), if hb != 0 => {
-                    if last_read.elapsed() > Duration::from_secs(hb as u64 * 2) {
+                    if !blocked && last_read.elapsed() > Duration::from_secs(hb as u64 * 2) {
                         tracing::warn!(peer = %self.env.peer, "missed heartbeats from client, timeout: {hb}s");
                         return End::Closed;
                     }
@@ -259,6 +272,9 @@ impl Connection {
             }
             FRAME_METHOD => {
                 let method = warren_amqp::method::decode(&f.payload).map_err(method_error)?;
+                if matches!(method, AMQPClass::Basic(basic::AMQPMethod::Publish(_))) {
+                    self.published = true;
+                }
                 if f.channel == 0 {
                     return self.connection_method(method);
                 }
@@ -302,6 +318,29 @@ impl Connection {
                 format!("unknown frame type {other}"),
             )),
         }
+    }
+
+    /// `connection.blocked` (with the alarm as reason) or `connection.unblocked`, for clients
+    /// that announced the capability; others just stop being read from.
+    fn tell_blocked(&self, reason: Option<String>) {
+        match &reason {
+            Some(r) => {
+                tracing::warn!(peer = %self.env.peer, "blocking publishing connection {}: {r}", self.env.id)
+            }
+            None => tracing::info!(peer = %self.env.peer, "unblocking connection {}", self.env.id),
+        }
+        if !self.env.session.connection_blocked {
+            return;
+        }
+        let m = match reason {
+            Some(r) => connection::AMQPMethod::Blocked(connection::Blocked {
+                reason: ShortString::from(r),
+            }),
+            None => connection::AMQPMethod::Unblocked(connection::Unblocked {}),
+        };
+        self.env
+            .wire
+            .send(|out| out.method(0, &AMQPClass::Connection(m)));
     }
 
     fn connection_method(&mut self, method: AMQPClass) -> Result<bool, AmqpError> {

@@ -263,7 +263,18 @@ impl RawClient {
 
     /// Performs the handshake as guest on vhost `/`; returns after open-ok.
     pub fn handshake(&mut self, heartbeat: u16) {
-        use warren_amqp::{connection, AMQPClass, FieldTable, LongString, ShortString};
+        self.handshake_with(heartbeat, &[]);
+    }
+
+    /// The handshake, announcing client capabilities (e.g. `connection.blocked`).
+    pub fn handshake_with(&mut self, heartbeat: u16, capabilities: &[&str]) {
+        use warren_amqp::{connection, AMQPClass, AMQPValue, FieldTable, LongString, ShortString};
+        let mut caps = FieldTable::default();
+        for c in capabilities {
+            caps.insert(ShortString::from(*c), AMQPValue::Boolean(true));
+        }
+        let mut client_properties = FieldTable::default();
+        client_properties.insert("capabilities".into(), AMQPValue::FieldTable(caps));
         self.send(warren_amqp::PROTOCOL_HEADER);
         let (_, start) = self.read_method().expect("connection.start");
         assert!(matches!(
@@ -273,7 +284,7 @@ impl RawClient {
         self.send_method(
             0,
             &AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
-                client_properties: FieldTable::default(),
+                client_properties,
                 mechanism: ShortString::from("PLAIN"),
                 response: LongString::from("\0guest\0guest"),
                 locale: ShortString::from("en_US"),

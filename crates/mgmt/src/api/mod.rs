@@ -19,8 +19,11 @@ pub fn routes() -> Router<Arc<Broker>> {
         .route("/api/overview", get(overview::overview))
         .route("/api/whoami", get(overview::whoami))
         .route("/api/vhosts", get(overview::vhosts))
-        .route("/api/health/checks/alarms", get(overview::health_ok))
-        .route("/api/health/checks/local-alarms", get(overview::health_ok))
+        .route("/api/health/checks/alarms", get(overview::health_alarms))
+        .route(
+            "/api/health/checks/local-alarms",
+            get(overview::health_alarms),
+        )
         .route("/api/queues", get(queues::list_all))
         .route("/api/queues/{vhost}", get(queues::list_vhost))
         .route(

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 use warren_broker::Broker;
@@ -47,7 +48,27 @@ pub async fn vhosts(State(b): State<Arc<Broker>>, _u: User) -> Json<Vec<Value>> 
     )
 }
 
-/// Resource alarms arrive with durable storage (issue 4); until then there are none to report.
-pub async fn health_ok(_u: User) -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// 200 `{"status":"ok"}`, or 503 with the alarms in effect (what load balancers probe).
+pub async fn health_alarms(State(b): State<Arc<Broker>>, _u: User) -> (StatusCode, Json<Value>) {
+    let alarms = b.alarms().borrow().clone();
+    if alarms.is_empty() {
+        return (StatusCode::OK, Json(json!({"status": "ok"})));
+    }
+    let list: Vec<Value> = alarms
+        .iter()
+        .map(|a| {
+            let resource = if *a == warren_broker::alarm::MEMORY {
+                "memory"
+            } else {
+                "disk"
+            };
+            json!({"node": b.config.node_name, "resource": resource})
+        })
+        .collect();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(
+            json!({"status": "failed", "reason": "resource alarm(s) in effect in the cluster", "alarms": list}),
+        ),
+    )
 }
