@@ -145,6 +145,22 @@ impl Auth {
             .is_some()
     }
 
+    pub fn user(&self, name: &str) -> Option<User> {
+        self.users
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn clear_permissions(&self, user: &str, vhost: &str) -> bool {
+        self.permissions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(user.to_string(), vhost.to_string()))
+            .is_some()
+    }
+
     pub fn set_permissions(&self, user: &str, vhost: &str, perm: Permission) {
         self.permissions
             .write()

@@ -238,6 +238,29 @@ impl Broker {
             .clone()
     }
 
+    /// Deletes a vhost with everything in it. Returns false if it did not exist.
+    pub fn delete_vhost(&self, name: &str) -> bool {
+        let Some(v) = self
+            .vhosts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+        else {
+            return false;
+        };
+        let queues: Vec<_> = v.read().queues.values().cloned().collect();
+        for q in queues {
+            v.delete_queue(&q);
+        }
+        for (user, vh, _) in self.auth.permissions() {
+            if vh == name {
+                self.auth.clear_permissions(&user, &vh);
+            }
+        }
+        self.persist_definitions();
+        true
+    }
+
     pub fn vhost_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .vhosts
