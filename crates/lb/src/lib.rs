@@ -1,12 +1,220 @@
 //! `warren lb`: a TCP load balancer that reads HAProxy configuration files.
 //!
-//! Not built yet (issue 8): `main` refuses with a clear error instead of pretending.
+//! Startup order matters and mirrors HAProxy: parse and validate every file (errors with
+//! `file:line`, exit 1, nothing started), bind every listener and stats socket (so "address in
+//! use" is reported to the invoking shell), daemonise if asked (`fork` must precede any runtime
+//! thread), write the pid file, then build the tokio runtime and serve. Once serving, `-sf`/`-st`
+//! processes are signalled so they hand the ports over (`SO_REUSEPORT` lets both bind at once).
+
+pub mod balance;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod proxy;
+pub mod socket;
+pub mod state;
+pub mod stats;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Entry point for `warren lb ARGS...` (HAProxy's flags: `-f`, `-c`, `-D`, `-db`, ...).
-pub fn main(_args: Vec<OsString>) -> ExitCode {
-    eprintln!("warren lb: the load balancer is not implemented yet (issue 8)");
-    ExitCode::from(1)
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let cli = match cli::parse(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("[ALERT] {e}\n{}", cli::USAGE);
+            return ExitCode::from(1);
+        }
+    };
+    if cli.version {
+        println!(
+            "warren lb version {} (HAProxy configuration compatible)",
+            env!("CARGO_PKG_VERSION")
+        );
+        return ExitCode::SUCCESS;
+    }
+    let (cfg, diags) = config::load(&cli.files);
+    if !cli.quiet {
+        for w in &diags.warnings {
+            eprintln!("[WARNING] {w}");
+        }
+    }
+    let Some(cfg) = cfg else {
+        for e in &diags.errors {
+            eprintln!("[ALERT] {e}");
+        }
+        eprintln!("[ALERT] Fatal errors found in configuration.");
+        return ExitCode::from(1);
+    };
+    if cli.check {
+        println!("Configuration file is valid");
+        return ExitCode::SUCCESS;
+    }
+
+    let mut listeners = Vec::new();
+    for (i, p) in cfg.proxies.iter().enumerate() {
+        for b in &p.binds {
+            match proxy::bind(b.addr) {
+                Ok(l) => listeners.push((i, l)),
+                Err(e) => {
+                    eprintln!(
+                        "[ALERT] Starting {} {}: cannot bind socket ({e}) [{}]",
+                        p.kind.name(),
+                        p.name,
+                        b.addr
+                    );
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    }
+    let mut sockets = Vec::new();
+    for s in &cfg.global.stats_sockets {
+        match socket::bind(s) {
+            Ok(l) => sockets.push((l, s.level.clone())),
+            Err(e) => {
+                eprintln!(
+                    "[ALERT] Starting stats socket: cannot bind UNIX socket ({e}) [{}]",
+                    s.path.display()
+                );
+                return ExitCode::from(1);
+            }
+        }
+    }
+
+    let pidfile = cli.pidfile.clone().or_else(|| cfg.global.pidfile.clone());
+    if (cli.daemon || cfg.global.daemon) && !cli.foreground {
+        match daemon::daemonise() {
+            Err(e) => {
+                eprintln!("[ALERT] cannot fork: {e}");
+                return ExitCode::from(1);
+            }
+            Ok(daemon::Forked::Parent(child)) => {
+                if let Some(p) = &pidfile {
+                    if let Err(e) = daemon::write_pidfile(p, child) {
+                        eprintln!("[ALERT] cannot create pidfile {}: {e}", p.display());
+                        daemon::signal(&[child], libc::SIGTERM);
+                        return ExitCode::from(1);
+                    }
+                }
+                return ExitCode::SUCCESS;
+            }
+            Ok(daemon::Forked::Child) => {}
+        }
+    } else if let Some(p) = &pidfile {
+        if let Err(e) = daemon::write_pidfile(p, std::process::id() as i32) {
+            eprintln!("[ALERT] cannot create pidfile {}: {e}", p.display());
+            return ExitCode::from(1);
+        }
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("[ALERT] cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(serve(cfg, listeners, sockets, cli));
+    // Do not wait for sessions still running after a hard stop.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+async fn serve(
+    cfg: config::Config,
+    listeners: Vec<(usize, std::net::TcpListener)>,
+    sockets: Vec<(std::os::unix::net::UnixListener, config::Level)>,
+    cli: cli::Cli,
+) -> ExitCode {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = Arc::new(state::Runtime::new(&cfg));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let global = Arc::new(tokio::sync::Semaphore::new(rt.global_maxconn as usize));
+    let frontends: Vec<_> = rt
+        .proxies
+        .iter()
+        .map(|p| Arc::new(tokio::sync::Semaphore::new(p.frontend_maxconn as usize)))
+        .collect();
+    for (i, l) in listeners {
+        let l = match tokio::net::TcpListener::from_std(l) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("[ALERT] cannot register listener: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let px = rt.proxies[i].clone();
+        if px.cfg.is_stats() {
+            tokio::spawn(stats::http::serve(rt.clone(), px, l, stop_rx.clone()));
+        } else {
+            tokio::spawn(proxy::accept_loop(
+                rt.clone(),
+                px,
+                l,
+                global.clone(),
+                frontends[i].clone(),
+                stop_rx.clone(),
+            ));
+        }
+    }
+    for (l, level) in sockets {
+        match tokio::net::UnixListener::from_std(l) {
+            Ok(l) => {
+                tokio::spawn(socket::serve(rt.clone(), l, level));
+            }
+            Err(e) => eprintln!("[WARNING] cannot register stats socket: {e}"),
+        }
+    }
+    check::spawn_all(&rt);
+
+    let (Ok(mut usr1), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("[ALERT] cannot install signal handlers");
+        return ExitCode::from(1);
+    };
+    // Now that our listeners are live, the old processes can let go of theirs.
+    daemon::signal(&cli.soft_stop, libc::SIGUSR1);
+    daemon::signal(&cli.hard_stop, libc::SIGTERM);
+
+    tokio::select! {
+        _ = usr1.recv() => {}
+        _ = term.recv() => return ExitCode::SUCCESS,
+        _ = int.recv() => return ExitCode::SUCCESS,
+    }
+    // Soft stop: close listeners, let sessions finish, then exit (SIGTERM cuts it short).
+    rt.stopping.store(true, Relaxed);
+    let _ = stop_tx.send(true);
+    for p in &rt.proxies {
+        if p.cfg.kind.has_frontend() && !p.cfg.binds.is_empty() {
+            eprintln!(
+                "[WARNING] ({}) : Proxy {} stopped (cumulated conns: FE: {}, BE: {}).",
+                rt.pid,
+                p.cfg.name,
+                p.fe.stot.load(Relaxed),
+                p.be.stot.load(Relaxed)
+            );
+        }
+    }
+    loop {
+        if rt.cur_conns.load(Relaxed) == 0 {
+            return ExitCode::SUCCESS;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = term.recv() => return ExitCode::SUCCESS,
+            _ = int.recv() => return ExitCode::SUCCESS,
+        }
+    }
 }

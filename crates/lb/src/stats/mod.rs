@@ -1,0 +1,325 @@
+//! Statistics as HAProxy presents them: one row per frontend, server and backend, each a map
+//! from CSV column name to value. `csv` renders them with HAProxy 2.6's exact header, `html` as
+//! the stats page, `http` serves both (with `stats auth`), and the stats socket reuses `csv`.
+
+pub mod csv;
+pub mod html;
+pub mod http;
+
+use crate::config::units::human_duration;
+use crate::state::{Admin, Counters, ProxyState, Runtime, ServerState};
+use std::collections::HashMap;
+use std::time::Instant;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RowKind {
+    Frontend,
+    Backend,
+    Server,
+}
+
+pub struct Row {
+    pub kind: RowKind,
+    pub values: HashMap<&'static str, String>,
+    /// For servers: a CSS class like HAProxy's (`active_up`, `active_down`, `maintain`...).
+    pub class: &'static str,
+    /// The HTML "Status" cell text, e.g. `5m3s UP`.
+    pub status_html: String,
+}
+
+impl Row {
+    fn new(kind: RowKind) -> Row {
+        Row {
+            kind,
+            values: HashMap::new(),
+            class: "",
+            status_html: String::new(),
+        }
+    }
+    fn set(&mut self, k: &'static str, v: impl ToString) {
+        self.values.insert(k, v.to_string());
+    }
+    pub fn get(&self, k: &str) -> &str {
+        self.values.get(k).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// Server status as HAProxy prints it, plus the CSS class for the HTML row.
+pub fn server_status(s: &ServerState) -> (String, &'static str) {
+    let h = s.health();
+    let (rise, fall) = (s.opts.rise, s.opts.fall);
+    let side = if s.opts.backup { "backup" } else { "active" };
+    if h.admin == Admin::Maint {
+        return ("MAINT".into(), "maintain");
+    }
+    if !s.checked() {
+        let st = if h.admin == Admin::Drain {
+            "DRAIN"
+        } else {
+            "no check"
+        };
+        return (
+            st.into(),
+            if s.opts.backup {
+                "backup_no_check"
+            } else {
+                "active_no_check"
+            },
+        );
+    }
+    let (text, class) = if h.up {
+        if h.health >= rise + fall - 1 {
+            (
+                "UP".to_string(),
+                if s.opts.backup {
+                    "backup_up"
+                } else {
+                    "active_up"
+                },
+            )
+        } else {
+            (
+                format!("UP {}/{}", h.health - rise + 1, fall),
+                if s.opts.backup {
+                    "backup_going_down"
+                } else {
+                    "active_going_down"
+                },
+            )
+        }
+    } else if h.health == 0 {
+        (
+            "DOWN".to_string(),
+            if s.opts.backup {
+                "backup_down"
+            } else {
+                "active_down"
+            },
+        )
+    } else {
+        (
+            format!("DOWN {}/{}", h.health, rise),
+            if s.opts.backup {
+                "backup_going_up"
+            } else {
+                "active_going_up"
+            },
+        )
+    };
+    let _ = side;
+    if h.admin == Admin::Drain && h.up {
+        return ("DRAIN".into(), "draining");
+    }
+    (text, class)
+}
+
+fn counters(r: &mut Row, c: &Counters, now_ms: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    r.set("scur", c.scur.load(Relaxed));
+    r.set("smax", c.smax.load(Relaxed));
+    r.set("stot", c.stot.load(Relaxed));
+    r.set("bin", c.bin.load(Relaxed));
+    r.set("bout", c.bout.load(Relaxed));
+    r.set("rate", c.rate.current(now_ms));
+    r.set("rate_max", c.rate.max.load(Relaxed));
+}
+
+fn backend_common(r: &mut Row, c: &Counters, now_ms: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    r.set("qcur", c.qcur.load(Relaxed));
+    r.set("qmax", c.qmax.load(Relaxed));
+    r.set("econ", c.econ.load(Relaxed));
+    r.set("eresp", c.eresp.load(Relaxed));
+    r.set("wretr", c.wretr.load(Relaxed));
+    r.set("wredis", c.wredis.load(Relaxed));
+    r.set("dresp", 0);
+    r.set("lbtot", c.lbtot.load(Relaxed));
+    r.set("cli_abrt", c.cli_abrt.load(Relaxed));
+    r.set("srv_abrt", c.srv_abrt.load(Relaxed));
+    let last = c.last_sess_ms.load(Relaxed);
+    r.set(
+        "lastsess",
+        if last == 0 {
+            -1
+        } else {
+            ((now_ms + 1).saturating_sub(last) / 1000) as i64
+        },
+    );
+}
+
+/// All rows, in HAProxy's order: per proxy, FRONTEND, servers, BACKEND.
+pub fn rows(rt: &Runtime) -> Vec<(std::sync::Arc<ProxyState>, Vec<Row>)> {
+    let now_ms = rt.now_ms();
+    let now = Instant::now();
+    let pid = rt.pid;
+    rt.proxies
+        .iter()
+        .map(|p| {
+            let mut out = Vec::new();
+            let mode = if p.cfg.is_stats() { "http" } else { "tcp" };
+            if p.cfg.kind.has_frontend() && !p.cfg.binds.is_empty() {
+                let mut r = Row::new(RowKind::Frontend);
+                counters(&mut r, &p.fe, now_ms);
+                r.set("slim", p.frontend_maxconn);
+                for k in ["dreq", "dresp", "ereq"] {
+                    r.set(k, 0);
+                }
+                r.set(
+                    "status",
+                    if rt.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                        "STOP"
+                    } else {
+                        "OPEN"
+                    },
+                );
+                r.set("rate_lim", 0);
+                r.set("type", 0);
+                r.set("sid", 0);
+                r.set("mode", mode);
+                r.set("conn_rate", p.fe.rate.current(now_ms));
+                r.set(
+                    "conn_rate_max",
+                    p.fe.rate.max.load(std::sync::atomic::Ordering::Relaxed),
+                );
+                r.set("conn_tot", Counters::get(&p.fe.stot));
+                r.status_html = "OPEN".into();
+                r.class = "frontend";
+                finish(&mut r, p, pid);
+                out.push(r);
+            }
+            if p.cfg.kind.has_backend() {
+                let mut total_weight = 0u64;
+                let (mut act, mut bck) = (0u64, 0u64);
+                for s in &p.servers {
+                    let mut r = Row::new(RowKind::Server);
+                    counters(&mut r, &s.counters, now_ms);
+                    backend_common(&mut r, &s.counters, now_ms);
+                    if let Some(m) = s.opts.maxconn {
+                        r.set("slim", m);
+                    }
+                    let (status, class) = server_status(s);
+                    let h = s.health();
+                    let since = now.saturating_duration_since(h.last_change);
+                    r.status_html = if status == "no check" {
+                        "<i>no check</i>".into()
+                    } else {
+                        format!("{} {status}", human_duration(since))
+                    };
+                    r.set("status", status);
+                    r.class = class;
+                    r.set("weight", s.opts.weight);
+                    r.set("act", u8::from(!s.opts.backup));
+                    r.set("bck", u8::from(s.opts.backup));
+                    if s.is_usable() {
+                        total_weight += u64::from(s.opts.weight);
+                        if s.opts.backup {
+                            bck += 1
+                        } else {
+                            act += 1
+                        }
+                    }
+                    r.set("lastchg", since.as_secs());
+                    r.set("throttle", "");
+                    r.set("type", 2);
+                    r.set("sid", s.sid);
+                    if let Some(q) = s.opts.maxqueue {
+                        r.set("qlimit", q);
+                    }
+                    if s.checked() {
+                        let down = h.downtime
+                            + h.down_since
+                                .map(|d| now.saturating_duration_since(d))
+                                .unwrap_or_default();
+                        r.set("chkfail", h.chkfail);
+                        r.set("chkdown", h.chkdown);
+                        r.set("downtime", down.as_secs());
+                        r.set("check_rise", s.opts.rise);
+                        r.set("check_fall", s.opts.fall);
+                        r.set("check_health", h.health);
+                        match &h.last_check {
+                            Some(c) => {
+                                r.set("check_status", c.status);
+                                if let Some(code) = c.code {
+                                    r.set("check_code", code);
+                                }
+                                if let Some(d) = c.duration {
+                                    r.set("check_duration", d.as_millis());
+                                }
+                                r.set("last_chk", c.desc.replace(',', " "));
+                                r.set("check_desc", c.desc.split(',').next().unwrap_or(""));
+                            }
+                            None => {
+                                r.set("check_status", "INI");
+                                r.set("check_desc", "Initializing");
+                            }
+                        }
+                    }
+                    r.set("mode", mode);
+                    r.set("uweight", s.opts.weight);
+                    finish(&mut r, p, pid);
+                    out.push(r);
+                }
+                let mut r = Row::new(RowKind::Backend);
+                counters(&mut r, &p.be, now_ms);
+                backend_common(&mut r, &p.be, now_ms);
+                // HAProxy's default backend fullconn: 10% of the frontend maxconn.
+                r.set("slim", (p.frontend_maxconn / 10).max(1));
+                r.set("dreq", 0);
+                let up = p.cfg.is_stats() || p.servers.iter().any(|s| s.is_usable());
+                r.set("status", if up { "UP" } else { "DOWN" });
+                r.status_html = format!(
+                    "{} {}",
+                    human_duration(now.saturating_duration_since(p.last_change)),
+                    if up { "UP" } else { "DOWN" }
+                );
+                r.set("weight", total_weight);
+                r.set("act", act);
+                r.set("bck", bck);
+                r.set("chkdown", 0);
+                r.set(
+                    "lastchg",
+                    now.saturating_duration_since(p.last_change).as_secs(),
+                );
+                r.set("downtime", 0);
+                r.set("type", 1);
+                r.set("sid", 0);
+                r.set("mode", mode);
+                r.set("algo", p.cfg.balance.name());
+                r.set("uweight", total_weight);
+                r.class = "backend";
+                finish(&mut r, p, pid);
+                out.push(r);
+            }
+            (p.clone(), out)
+        })
+        .collect()
+}
+
+fn finish(r: &mut Row, p: &ProxyState, pid: u32) {
+    r.set("pxname", &p.cfg.name);
+    let sv = match r.kind {
+        RowKind::Frontend => "FRONTEND".to_string(),
+        RowKind::Backend => "BACKEND".to_string(),
+        RowKind::Server => String::new(),
+    };
+    if !sv.is_empty() {
+        r.set("svname", sv);
+    }
+    r.set("pid", 1);
+    let _ = pid;
+    r.set("iid", p.iid);
+}
+
+/// Server rows need their name; set separately to keep `rows` readable.
+pub fn named_rows(rt: &Runtime) -> Vec<(std::sync::Arc<ProxyState>, Vec<Row>)> {
+    let mut all = rows(rt);
+    for (p, rows) in &mut all {
+        let mut names = p.servers.iter().map(|s| s.name.clone());
+        for r in rows.iter_mut().filter(|r| r.kind == RowKind::Server) {
+            if let Some(n) = names.next() {
+                r.set("svname", n);
+            }
+        }
+    }
+    all
+}
