@@ -1,0 +1,326 @@
+//! End-to-end tests: the real `warren lb` process in front of loopback backends.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[test]
+fn check_accepts_tutorial_config_and_refuses_broken_one_with_location() {
+    let tutorial = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/haproxy-tutorial.cfg");
+    let out = Command::new(warren_bin()).args(["lb", "-c", "-f", tutorial]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Configuration file is valid"));
+
+    let dir = temp_dir("broken");
+    let bad = dir.join("broken.cfg");
+    std::fs::write(&bad, format!("{DEFAULTS}listen x\n    bind 127.0.0.1:1\n    server a 127.0.0.1:2 weight 999\n")).unwrap();
+    let out = Command::new(warren_bin()).args(["lb", "-c", "-f"]).arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("broken.cfg:8"), "{err}");
+    assert!(err.contains("weight"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("valid"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn round_robin_spreads_over_three_backends() {
+    let (fe, st, b1, b2, b3) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let _s = [
+        Backend::start(b1, "s1", Behaviour::NameEcho),
+        Backend::start(b2, "s2", Behaviour::NameEcho),
+        Backend::start(b3, "s3", Behaviour::NameEcho),
+    ];
+    let cfg = format!(
+        "{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    balance roundrobin\n    server s1 127.0.0.1:{b1}\n    server s2 127.0.0.1:{b2}\n    server s3 127.0.0.1:{b3}\n{}",
+        stats_section(st)
+    );
+    // Readiness is probed on the stats port so that no probe session skews the rotation.
+    let _lb = Lb::start(&cfg, st, &[]);
+    let got: Vec<String> = (0..9).map(|_| ask(fe)).collect();
+    for name in ["s1", "s2", "s3"] {
+        assert_eq!(got.iter().filter(|n| *n == name).count(), 3, "{got:?}");
+    }
+    // Strict rotation: each window of three holds all three servers.
+    for w in got.chunks(3) {
+        let mut w = w.to_vec();
+        w.sort();
+        assert_eq!(w, ["s1", "s2", "s3"], "{got:?}");
+    }
+}
+
+#[test]
+fn killed_backend_goes_down_after_fall_checks_and_comes_back_after_rise() {
+    let (fe, st, b1, b2, b3) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let mut b = Backend::start(b2, "s2", Behaviour::NameEcho);
+    let _c = Backend::start(b3, "s3", Behaviour::NameEcho);
+    let cfg = format!(
+        "{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    default-server check inter 100ms rise 2 fall 3\n\
+         server s1 127.0.0.1:{b1}\n    server s2 127.0.0.1:{b2}\n    server s3 127.0.0.1:{b3}\n{}",
+        stats_section(st)
+    );
+    let _lb = Lb::start(&cfg, fe, &[]);
+    // Let checks settle to full health.
+    wait_until("s2 fully UP with L4OK", Duration::from_secs(10), || {
+        let rows = csv(st, "/stats");
+        let r = rows.iter().find(|r| r["svname"] == "s2").unwrap();
+        r["status"] == "UP" && r["check_status"] == "L4OK"
+    });
+    b.stop();
+    let killed = Instant::now();
+    wait_until("s2 DOWN", Duration::from_secs(10), || status(st, "/stats", "px", "s2") == "DOWN");
+    // fall 3 at inter 100ms: the third failure is at least ~200ms after the first.
+    assert!(killed.elapsed() >= Duration::from_millis(200), "went DOWN too fast: {:?}", killed.elapsed());
+    let rows = csv(st, "/stats");
+    let s2 = rows.iter().find(|r| r["svname"] == "s2").unwrap();
+    assert_eq!(s2["check_status"], "L4CON");
+    assert_eq!(s2["chkdown"], "1");
+    let (_, html) = http_get(st, "/stats", None);
+    assert!(html.contains("DOWN</td>"), "html lacks DOWN");
+    // Traffic avoids the DOWN server.
+    for _ in 0..6 {
+        assert_ne!(ask(fe), "s2");
+    }
+    let _b = Backend::start(b2, "s2", Behaviour::NameEcho);
+    wait_until("s2 back UP", Duration::from_secs(10), || status(st, "/stats", "px", "s2").starts_with("UP"));
+    let got: Vec<String> = (0..6).map(|_| ask(fe)).collect();
+    assert!(got.contains(&"s2".to_string()), "{got:?}");
+}
+
+#[test]
+fn backup_serves_only_when_all_actives_are_down() {
+    let (fe, st, b1, b2, bk) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let mut a = Backend::start(b1, "a1", Behaviour::NameEcho);
+    let mut b = Backend::start(b2, "a2", Behaviour::NameEcho);
+    let _k = Backend::start(bk, "bk", Behaviour::NameEcho);
+    let cfg = format!(
+        "{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    default-server check inter 100 rise 1 fall 1\n\
+         server a1 127.0.0.1:{b1}\n    server a2 127.0.0.1:{b2}\n    server bk 127.0.0.1:{bk} backup\n{}",
+        stats_section(st)
+    );
+    let _lb = Lb::start(&cfg, fe, &[]);
+    for _ in 0..6 {
+        assert_ne!(ask(fe), "bk");
+    }
+    a.stop();
+    b.stop();
+    wait_until("both actives DOWN", Duration::from_secs(10), || {
+        status(st, "/stats", "px", "a1") == "DOWN" && status(st, "/stats", "px", "a2") == "DOWN"
+    });
+    for _ in 0..4 {
+        assert_eq!(ask(fe), "bk");
+    }
+    let rows = csv(st, "/stats");
+    let be = rows.iter().find(|r| r["pxname"] == "px" && r["svname"] == "BACKEND").unwrap();
+    assert_eq!((be["status"].as_str(), be["act"].as_str(), be["bck"].as_str()), ("UP", "0", "1"));
+    let _a = Backend::start(b1, "a1", Behaviour::NameEcho);
+    wait_until("a1 UP", Duration::from_secs(10), || status(st, "/stats", "px", "a1") == "UP");
+    for _ in 0..3 {
+        assert_eq!(ask(fe), "a1");
+    }
+}
+
+#[test]
+fn stats_page_html_csv_and_auth() {
+    let (fe, st, b1) = (free_port(), free_port(), free_port());
+    let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let cfg = format!(
+        "{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n    server s2 127.0.0.1:{b1} disabled\n\
+         {}    stats auth admin:secret\n    stats realm \"Warren LB\"\n",
+        stats_section(st)
+    );
+    let _lb = Lb::start(&cfg, st, &[]);
+    assert_eq!(ask(fe), "s1");
+    let (code, resp) = http_get(st, "/stats", None);
+    assert_eq!(code, 401);
+    assert!(resp.contains("WWW-Authenticate: Basic realm=\"Warren LB\""), "{resp}");
+    assert_eq!(http_get(st, "/stats", Some("YWRtaW46d3Jvbmc=")).0, 401); // admin:wrong
+    let auth = Some("YWRtaW46c2VjcmV0"); // admin:secret
+    let (code, html) = http_get(st, "/stats", auth);
+    assert_eq!(code, 200);
+    for needle in ["<meta http-equiv=\"refresh\" content=\"5\">", ">px<", ">Frontend<", ">Backend<", ">s1<", "no check", "MAINT", "OPEN", "Queue", "Session rate", "Dwntme"] {
+        assert!(html.contains(needle), "HTML lacks {needle}");
+    }
+    let (code, csv) = http_get(st, "/stats;csv", auth);
+    assert_eq!(code, 200);
+    let body = csv.split("\r\n\r\n").nth(1).unwrap();
+    let header = body.lines().next().unwrap();
+    assert_eq!(header, warren_lb::stats::csv::HEADER);
+    let cols: Vec<&str> = header.trim_start_matches("# ").split(',').collect();
+    let rows: Vec<Vec<&str>> = body.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert!(rows.iter().all(|r| r.len() == cols.len()));
+    let idx = |c: &str| cols.iter().position(|x| *x == c).unwrap();
+    let s1 = rows.iter().find(|r| r[1] == "s1").unwrap();
+    assert_eq!(s1[idx("status")], "no check");
+    assert_eq!(s1[idx("stot")], "1");
+    assert_eq!(s1[idx("type")], "2");
+    let s2 = rows.iter().find(|r| r[1] == "s2").unwrap();
+    assert_eq!(s2[idx("status")], "MAINT");
+    let fe_row = rows.iter().find(|r| r[0] == "px" && r[1] == "FRONTEND").unwrap();
+    assert_eq!(fe_row[idx("status")], "OPEN");
+    assert_eq!(http_get(st, "/other", auth).0, 503);
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let mut lb = Lb::spawn(&format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{port}\n    server s 127.0.0.1:1\n"), &[]);
+    let start = Instant::now();
+    let code = loop {
+        if let Some(s) = lb.child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "warren lb kept running on a busy port");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(1));
+    let log = lb.log();
+    assert!(log.contains("cannot bind socket") && log.contains(&format!("127.0.0.1:{port}")), "{log}");
+    assert!(log.contains("in use"), "{log}");
+}
+
+#[test]
+fn timeout_server_closes_a_hanging_backend_and_logs_sd() {
+    let (fe, b1) = (free_port(), free_port());
+    let _h = Backend::start(b1, "hang", Behaviour::Silent);
+    let cfg = format!(
+        "global\n    log 127.0.0.1 local0\ndefaults\n    mode tcp\n    log global\n    option tcplog\n    timeout connect 1s\n    timeout client 20s\n    timeout server 300ms\n\
+         listen px\n    bind 127.0.0.1:{fe}\n    server hang 127.0.0.1:{b1}\n"
+    );
+    let lb = Lb::start(&cfg, fe, &[]);
+    let mut c = TcpStream::connect(("127.0.0.1", fe)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t0 = Instant::now();
+    c.write_all(b"hello?").unwrap();
+    let mut buf = [0u8; 16];
+    let n = c.read(&mut buf).unwrap_or(0);
+    let took = t0.elapsed();
+    assert_eq!(n, 0, "expected the LB to close the connection");
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(8), "closed after {took:?}");
+    wait_until("tcplog line with sD", Duration::from_secs(5), || lb.log().contains(" sD "));
+    let log = lb.log();
+    assert!(log.contains(&format!("px px/hang")), "{log}");
+}
+
+#[test]
+fn amqp_check_tells_a_broker_from_a_plain_tcp_server() {
+    let (fe, st, b1, b2) = (free_port(), free_port(), free_port(), free_port());
+    let _amqp = Backend::start(b1, "amqp", Behaviour::Amqp);
+    let _echo = Backend::start(b2, "echo", Behaviour::NameEcho);
+    let cfg = format!(
+        "{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    option amqp-check\n    default-server check inter 100 fall 1 rise 1\n\
+         server amqp 127.0.0.1:{b1}\n    server echo 127.0.0.1:{b2}\n{}",
+        stats_section(st)
+    );
+    let _lb = Lb::start(&cfg, fe, &[]);
+    wait_until("echo DOWN by amqp-check, amqp UP with L7OK", Duration::from_secs(10), || {
+        let rows = csv(st, "/stats");
+        let get = |n: &str| rows.iter().find(|r| r["svname"] == n).map(|r| (r["status"].clone(), r["check_status"].clone()));
+        get("echo") == Some(("DOWN".into(), "L7RSP".into())) && get("amqp") == Some(("UP".into(), "L7OK".into()))
+    });
+}
+
+#[test]
+fn stats_socket_disables_and_enables_servers() {
+    let (fe, st, b1, b2) = (free_port(), free_port(), free_port(), free_port());
+    let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let _b = Backend::start(b2, "s2", Behaviour::NameEcho);
+    let dir = temp_dir("sock");
+    let sock = dir.join("admin.sock");
+    let cfg = format!(
+        "global\n    stats socket {} level admin\n{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n    server s2 127.0.0.1:{b2}\n{}",
+        sock.display(),
+        stats_section(st)
+    );
+    let _lb = Lb::start(&cfg, st, &[]);
+    let cmd = |c: &str| {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("stats socket");
+        s.write_all(format!("{c}\n").as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(cmd("show stat").starts_with("# pxname,svname,"));
+    assert!(cmd("show info").contains("Pid: "));
+    cmd("disable server px/s1");
+    assert_eq!(status(st, "/stats", "px", "s1"), "MAINT");
+    for _ in 0..4 {
+        assert_eq!(ask(fe), "s2");
+    }
+    cmd("set server px/s1 state ready");
+    cmd("set server px/s2 state drain");
+    assert_eq!(status(st, "/stats", "px", "s2"), "DRAIN");
+    for _ in 0..4 {
+        assert_eq!(ask(fe), "s1");
+    }
+    cmd("enable server px/s2");
+    assert_eq!(status(st, "/stats", "px", "s2"), "no check");
+    assert!(cmd("disable server px/nope").contains("No such server"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn send_proxy_v1_announces_the_client() {
+    let (fe, b1) = (free_port(), free_port());
+    let be = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let cfg = format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1} send-proxy\n");
+    let _lb = Lb::start(&cfg, fe, &[]);
+    assert_eq!(ask(fe), "s1");
+    wait_until("PROXY header received", Duration::from_secs(5), || !be.received.lock().unwrap().is_empty());
+    let first = String::from_utf8_lossy(&be.received.lock().unwrap()[0]).to_string();
+    assert!(first.starts_with("PROXY TCP4 127.0.0.1 127.0.0.1 "), "{first:?}");
+    assert!(first.contains(&format!(" {fe}\r\n")), "{first:?}");
+}
+
+#[test]
+fn sf_takes_over_and_old_process_drains() {
+    let (fe, b1) = (free_port(), free_port());
+    let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let cfg = format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n");
+    let mut old = Lb::start(&cfg, fe, &[]);
+    // A session through the old process, which must survive its soft stop.
+    let mut held = TcpStream::connect(("127.0.0.1", fe)).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 3];
+    held.read_exact(&mut buf).unwrap();
+    let pid = old.child.id().to_string();
+    let _new = Lb::start(&cfg, fe, &["-sf", &pid]);
+    wait_until("old process stops listening", Duration::from_secs(10), || old.log().contains("stopped"));
+    assert!(old.child.try_wait().unwrap().is_none(), "old process exited while a session was open");
+    held.write_all(b"ping").unwrap();
+    let mut echo = [0u8; 4];
+    held.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"ping");
+    drop(held);
+    wait_until("old process exits after its last session", Duration::from_secs(10), || old.child.try_wait().unwrap().is_some());
+    assert_eq!(ask(fe), "s1");
+}
+
+#[test]
+fn maxconn_queues_sessions_until_a_slot_frees() {
+    let (fe, st, b1) = (free_port(), free_port(), free_port());
+    let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let cfg = format!(
+        "{DEFAULTS}    timeout queue 10s\nlisten px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1} maxconn 1\n{}",
+        stats_section(st)
+    );
+    let _lb = Lb::start(&cfg, st, &[]);
+    let mut first = TcpStream::connect(("127.0.0.1", fe)).unwrap();
+    first.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 3];
+    first.read_exact(&mut buf).unwrap();
+    let second = std::thread::spawn(move || ask(fe));
+    wait_until("one session queued", Duration::from_secs(10), || {
+        csv(st, "/stats").iter().any(|r| r["svname"] == "BACKEND" && r["pxname"] == "px" && r["qcur"] == "1")
+    });
+    drop(first);
+    assert_eq!(second.join().unwrap(), "s1");
+    let rows = csv(st, "/stats");
+    let s1 = rows.iter().find(|r| r["svname"] == "s1").unwrap();
+    assert_eq!((s1["smax"].as_str(), s1["stot"].as_str()), ("1", "2"));
+}
