@@ -9,15 +9,34 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn check_accepts_tutorial_config_and_refuses_broken_one_with_location() {
-    let tutorial = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/haproxy-tutorial.cfg");
-    let out = Command::new(warren_bin()).args(["lb", "-c", "-f", tutorial]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let tutorial = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/haproxy-tutorial.cfg"
+    );
+    let out = Command::new(warren_bin())
+        .args(["lb", "-c", "-f", tutorial])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Configuration file is valid"));
 
     let dir = temp_dir("broken");
     let bad = dir.join("broken.cfg");
-    std::fs::write(&bad, format!("{DEFAULTS}listen x\n    bind 127.0.0.1:1\n    server a 127.0.0.1:2 weight 999\n")).unwrap();
-    let out = Command::new(warren_bin()).args(["lb", "-c", "-f"]).arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        format!("{DEFAULTS}listen x\n    bind 127.0.0.1:1\n    server a 127.0.0.1:2 weight 999\n"),
+    )
+    .unwrap();
+    let out = Command::new(warren_bin())
+        .args(["lb", "-c", "-f"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("broken.cfg:8"), "{err}");
@@ -28,7 +47,13 @@ fn check_accepts_tutorial_config_and_refuses_broken_one_with_location() {
 
 #[test]
 fn round_robin_spreads_over_three_backends() {
-    let (fe, st, b1, b2, b3) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let (fe, st, b1, b2, b3) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
     let _s = [
         Backend::start(b1, "s1", Behaviour::NameEcho),
         Backend::start(b2, "s2", Behaviour::NameEcho),
@@ -54,7 +79,13 @@ fn round_robin_spreads_over_three_backends() {
 
 #[test]
 fn killed_backend_goes_down_after_fall_checks_and_comes_back_after_rise() {
-    let (fe, st, b1, b2, b3) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let (fe, st, b1, b2, b3) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
     let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
     let mut b = Backend::start(b2, "s2", Behaviour::NameEcho);
     let _c = Backend::start(b3, "s3", Behaviour::NameEcho);
@@ -72,9 +103,15 @@ fn killed_backend_goes_down_after_fall_checks_and_comes_back_after_rise() {
     });
     b.stop();
     let killed = Instant::now();
-    wait_until("s2 DOWN", Duration::from_secs(10), || status(st, "/stats", "px", "s2") == "DOWN");
+    wait_until("s2 DOWN", Duration::from_secs(10), || {
+        status(st, "/stats", "px", "s2") == "DOWN"
+    });
     // fall 3 at inter 100ms: the third failure is at least ~200ms after the first.
-    assert!(killed.elapsed() >= Duration::from_millis(200), "went DOWN too fast: {:?}", killed.elapsed());
+    assert!(
+        killed.elapsed() >= Duration::from_millis(200),
+        "went DOWN too fast: {:?}",
+        killed.elapsed()
+    );
     let rows = csv(st, "/stats");
     let s2 = rows.iter().find(|r| r["svname"] == "s2").unwrap();
     assert_eq!(s2["check_status"], "L4CON");
@@ -86,14 +123,22 @@ fn killed_backend_goes_down_after_fall_checks_and_comes_back_after_rise() {
         assert_ne!(ask(fe), "s2");
     }
     let _b = Backend::start(b2, "s2", Behaviour::NameEcho);
-    wait_until("s2 back UP", Duration::from_secs(10), || status(st, "/stats", "px", "s2").starts_with("UP"));
+    wait_until("s2 back UP", Duration::from_secs(10), || {
+        status(st, "/stats", "px", "s2").starts_with("UP")
+    });
     let got: Vec<String> = (0..6).map(|_| ask(fe)).collect();
     assert!(got.contains(&"s2".to_string()), "{got:?}");
 }
 
 #[test]
 fn backup_serves_only_when_all_actives_are_down() {
-    let (fe, st, b1, b2, bk) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let (fe, st, b1, b2, bk) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
     let mut a = Backend::start(b1, "a1", Behaviour::NameEcho);
     let mut b = Backend::start(b2, "a2", Behaviour::NameEcho);
     let _k = Backend::start(bk, "bk", Behaviour::NameEcho);
@@ -115,10 +160,22 @@ fn backup_serves_only_when_all_actives_are_down() {
         assert_eq!(ask(fe), "bk");
     }
     let rows = csv(st, "/stats");
-    let be = rows.iter().find(|r| r["pxname"] == "px" && r["svname"] == "BACKEND").unwrap();
-    assert_eq!((be["status"].as_str(), be["act"].as_str(), be["bck"].as_str()), ("UP", "0", "1"));
+    let be = rows
+        .iter()
+        .find(|r| r["pxname"] == "px" && r["svname"] == "BACKEND")
+        .unwrap();
+    assert_eq!(
+        (
+            be["status"].as_str(),
+            be["act"].as_str(),
+            be["bck"].as_str()
+        ),
+        ("UP", "0", "1")
+    );
     let _a = Backend::start(b1, "a1", Behaviour::NameEcho);
-    wait_until("a1 UP", Duration::from_secs(10), || status(st, "/stats", "px", "a1") == "UP");
+    wait_until("a1 UP", Duration::from_secs(10), || {
+        status(st, "/stats", "px", "a1") == "UP"
+    });
     for _ in 0..3 {
         assert_eq!(ask(fe), "a1");
     }
@@ -137,12 +194,27 @@ fn stats_page_html_csv_and_auth() {
     assert_eq!(ask(fe), "s1");
     let (code, resp) = http_get(st, "/stats", None);
     assert_eq!(code, 401);
-    assert!(resp.contains("WWW-Authenticate: Basic realm=\"Warren LB\""), "{resp}");
+    assert!(
+        resp.contains("WWW-Authenticate: Basic realm=\"Warren LB\""),
+        "{resp}"
+    );
     assert_eq!(http_get(st, "/stats", Some("YWRtaW46d3Jvbmc=")).0, 401); // admin:wrong
     let auth = Some("YWRtaW46c2VjcmV0"); // admin:secret
     let (code, html) = http_get(st, "/stats", auth);
     assert_eq!(code, 200);
-    for needle in ["<meta http-equiv=\"refresh\" content=\"5\">", ">px<", ">Frontend<", ">Backend<", ">s1<", "no check", "MAINT", "OPEN", "Queue", "Session rate", "Dwntme"] {
+    for needle in [
+        "<meta http-equiv=\"refresh\" content=\"5\">",
+        ">px<",
+        ">Frontend<",
+        ">Backend<",
+        ">s1<",
+        "no check",
+        "MAINT",
+        "OPEN",
+        "Queue",
+        "Session rate",
+        "Dwntme",
+    ] {
         assert!(html.contains(needle), "HTML lacks {needle}");
     }
     let (code, csv) = http_get(st, "/stats;csv", auth);
@@ -151,7 +223,11 @@ fn stats_page_html_csv_and_auth() {
     let header = body.lines().next().unwrap();
     assert_eq!(header, warren_lb::stats::csv::HEADER);
     let cols: Vec<&str> = header.trim_start_matches("# ").split(',').collect();
-    let rows: Vec<Vec<&str>> = body.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let rows: Vec<Vec<&str>> = body
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
     assert!(rows.iter().all(|r| r.len() == cols.len()));
     let idx = |c: &str| cols.iter().position(|x| *x == c).unwrap();
     let s1 = rows.iter().find(|r| r[1] == "s1").unwrap();
@@ -160,7 +236,10 @@ fn stats_page_html_csv_and_auth() {
     assert_eq!(s1[idx("type")], "2");
     let s2 = rows.iter().find(|r| r[1] == "s2").unwrap();
     assert_eq!(s2[idx("status")], "MAINT");
-    let fe_row = rows.iter().find(|r| r[0] == "px" && r[1] == "FRONTEND").unwrap();
+    let fe_row = rows
+        .iter()
+        .find(|r| r[0] == "px" && r[1] == "FRONTEND")
+        .unwrap();
     assert_eq!(fe_row[idx("status")], "OPEN");
     assert_eq!(http_get(st, "/other", auth).0, 503);
 }
@@ -169,18 +248,27 @@ fn stats_page_html_csv_and_auth() {
 fn port_in_use_is_a_clear_error() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
-    let mut lb = Lb::spawn(&format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{port}\n    server s 127.0.0.1:1\n"), &[]);
+    let mut lb = Lb::spawn(
+        &format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{port}\n    server s 127.0.0.1:1\n"),
+        &[],
+    );
     let start = Instant::now();
     let code = loop {
         if let Some(s) = lb.child.try_wait().unwrap() {
             break s.code();
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "warren lb kept running on a busy port");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "warren lb kept running on a busy port"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(code, Some(1));
     let log = lb.log();
-    assert!(log.contains("cannot bind socket") && log.contains(&format!("127.0.0.1:{port}")), "{log}");
+    assert!(
+        log.contains("cannot bind socket") && log.contains(&format!("127.0.0.1:{port}")),
+        "{log}"
+    );
     assert!(log.contains("in use"), "{log}");
 }
 
@@ -201,10 +289,15 @@ fn timeout_server_closes_a_hanging_backend_and_logs_sd() {
     let n = c.read(&mut buf).unwrap_or(0);
     let took = t0.elapsed();
     assert_eq!(n, 0, "expected the LB to close the connection");
-    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(8), "closed after {took:?}");
-    wait_until("tcplog line with sD", Duration::from_secs(5), || lb.log().contains(" sD "));
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(8),
+        "closed after {took:?}"
+    );
+    wait_until("tcplog line with sD", Duration::from_secs(5), || {
+        lb.log().contains(" sD ")
+    });
     let log = lb.log();
-    assert!(log.contains(&format!("px px/hang")), "{log}");
+    assert!(log.contains("px px/hang"), "{log}");
 }
 
 #[test]
@@ -218,11 +311,20 @@ fn amqp_check_tells_a_broker_from_a_plain_tcp_server() {
         stats_section(st)
     );
     let _lb = Lb::start(&cfg, fe, &[]);
-    wait_until("echo DOWN by amqp-check, amqp UP with L7OK", Duration::from_secs(10), || {
-        let rows = csv(st, "/stats");
-        let get = |n: &str| rows.iter().find(|r| r["svname"] == n).map(|r| (r["status"].clone(), r["check_status"].clone()));
-        get("echo") == Some(("DOWN".into(), "L7RSP".into())) && get("amqp") == Some(("UP".into(), "L7OK".into()))
-    });
+    wait_until(
+        "echo DOWN by amqp-check, amqp UP with L7OK",
+        Duration::from_secs(10),
+        || {
+            let rows = csv(st, "/stats");
+            let get = |n: &str| {
+                rows.iter()
+                    .find(|r| r["svname"] == n)
+                    .map(|r| (r["status"].clone(), r["check_status"].clone()))
+            };
+            get("echo") == Some(("DOWN".into(), "L7RSP".into()))
+                && get("amqp") == Some(("UP".into(), "L7OK".into()))
+        },
+    );
 }
 
 #[test]
@@ -268,12 +370,19 @@ fn stats_socket_disables_and_enables_servers() {
 fn send_proxy_v1_announces_the_client() {
     let (fe, b1) = (free_port(), free_port());
     let be = Backend::start(b1, "s1", Behaviour::NameEcho);
-    let cfg = format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1} send-proxy\n");
+    let cfg = format!(
+        "{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1} send-proxy\n"
+    );
     let _lb = Lb::start(&cfg, fe, &[]);
     assert_eq!(ask(fe), "s1");
-    wait_until("PROXY header received", Duration::from_secs(5), || !be.received.lock().unwrap().is_empty());
+    wait_until("PROXY header received", Duration::from_secs(5), || {
+        !be.received.lock().unwrap().is_empty()
+    });
     let first = String::from_utf8_lossy(&be.received.lock().unwrap()[0]).to_string();
-    assert!(first.starts_with("PROXY TCP4 127.0.0.1 127.0.0.1 "), "{first:?}");
+    assert!(
+        first.starts_with("PROXY TCP4 127.0.0.1 127.0.0.1 "),
+        "{first:?}"
+    );
     assert!(first.contains(&format!(" {fe}\r\n")), "{first:?}");
 }
 
@@ -281,23 +390,36 @@ fn send_proxy_v1_announces_the_client() {
 fn sf_takes_over_and_old_process_drains() {
     let (fe, b1) = (free_port(), free_port());
     let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
-    let cfg = format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n");
+    let cfg =
+        format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n");
     let mut old = Lb::start(&cfg, fe, &[]);
     // A session through the old process, which must survive its soft stop.
     let mut held = TcpStream::connect(("127.0.0.1", fe)).unwrap();
-    held.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut buf = [0u8; 3];
     held.read_exact(&mut buf).unwrap();
     let pid = old.child.id().to_string();
     let _new = Lb::start(&cfg, fe, &["-sf", &pid]);
-    wait_until("old process stops listening", Duration::from_secs(10), || old.log().contains("stopped"));
-    assert!(old.child.try_wait().unwrap().is_none(), "old process exited while a session was open");
+    wait_until(
+        "old process stops listening",
+        Duration::from_secs(10),
+        || old.log().contains("stopped"),
+    );
+    assert!(
+        old.child.try_wait().unwrap().is_none(),
+        "old process exited while a session was open"
+    );
     held.write_all(b"ping").unwrap();
     let mut echo = [0u8; 4];
     held.read_exact(&mut echo).unwrap();
     assert_eq!(&echo, b"ping");
     drop(held);
-    wait_until("old process exits after its last session", Duration::from_secs(10), || old.child.try_wait().unwrap().is_some());
+    wait_until(
+        "old process exits after its last session",
+        Duration::from_secs(10),
+        || old.child.try_wait().unwrap().is_some(),
+    );
     assert_eq!(ask(fe), "s1");
 }
 
@@ -311,12 +433,16 @@ fn maxconn_queues_sessions_until_a_slot_frees() {
     );
     let _lb = Lb::start(&cfg, st, &[]);
     let mut first = TcpStream::connect(("127.0.0.1", fe)).unwrap();
-    first.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut buf = [0u8; 3];
     first.read_exact(&mut buf).unwrap();
     let second = std::thread::spawn(move || ask(fe));
     wait_until("one session queued", Duration::from_secs(10), || {
-        csv(st, "/stats").iter().any(|r| r["svname"] == "BACKEND" && r["pxname"] == "px" && r["qcur"] == "1")
+        csv(st, "/stats")
+            .iter()
+            .any(|r| r["svname"] == "BACKEND" && r["pxname"] == "px" && r["qcur"] == "1")
     });
     drop(first);
     assert_eq!(second.join().unwrap(), "s1");

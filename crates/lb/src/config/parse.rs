@@ -616,9 +616,11 @@ impl Parser {
                             headers.push((v, arg(w, i + 2)?.to_string()));
                             i += 1;
                         }
-                        o => return Err(format!(
+                        o => {
+                            return Err(format!(
                             "'http-check send' option '{o}' is not supported (meth, uri, ver, hdr)"
-                        )),
+                        ))
+                        }
                     }
                     i += 2;
                 }

@@ -57,10 +57,10 @@ pub fn render(rt: &Runtime, stats: &Stats, uri: &str) -> String {
         "<title>{title}</title><style>{STYLE}</style></head><body>\n<h1>{title}</h1>\n"
     );
     let uptime = human_duration(rt.start.elapsed());
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<h3>&gt; General process information</h3><p>pid = {} (process #1, nbproc = 1, nbthread = 1)<br>uptime = {uptime}<br>\
-         system limits: maxconn = {}<br>current conns = {}; maxconn = {}</p>\n",
+         system limits: maxconn = {}<br>current conns = {}; maxconn = {}</p>",
         rt.pid,
         rt.global_maxconn,
         rt.cur_conns.load(std::sync::atomic::Ordering::Relaxed),
@@ -76,7 +76,7 @@ pub fn render(rt: &Runtime, stats: &Stats, uri: &str) -> String {
     );
     for (p, rows) in named_rows(rt) {
         let name = escape(&p.cfg.name);
-        let _ = write!(out, "<table class=\"tbl\" width=\"100%\"><tr class=\"titre\"><th class=\"pxname\" width=\"10%\"><a name=\"{name}\"></a>{name}</th><th class=\"empty\" width=\"90%\"></th></tr></table>\n");
+        let _ = writeln!(out, "<table class=\"tbl\" width=\"100%\"><tr class=\"titre\"><th class=\"pxname\" width=\"10%\"><a name=\"{name}\"></a>{name}</th><th class=\"empty\" width=\"90%\"></th></tr></table>");
         out.push_str(
             "<table class=\"tbl\" width=\"100%\">\n<tr class=\"titre\"><th rowspan=2></th><th colspan=3>Queue</th><th colspan=3>Session rate</th>\
              <th colspan=6>Sessions</th><th colspan=2>Bytes</th><th colspan=2>Denied</th><th colspan=3>Errors</th><th colspan=2>Warnings</th>\

@@ -17,9 +17,16 @@ pub fn warren_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current_exe");
-    let p = exe.parent().and_then(Path::parent).map(|d| d.join("warren")).expect("target dir");
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("warren"))
+        .expect("target dir");
     if !p.exists() {
-        panic!("{} not found: run `cargo build --bin warren` first (or set WARREN_BIN)", p.display());
+        panic!(
+            "{} not found: run `cargo build --bin warren` first (or set WARREN_BIN)",
+            p.display()
+        );
     }
     p
 }
@@ -28,7 +35,9 @@ pub fn warren_bin() -> PathBuf {
 pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     if NEXT.load(Ordering::Relaxed) == 0 {
-        let seed = (std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64 ^ now_nanos()) % 19000;
+        let seed =
+            (std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64 ^ now_nanos())
+                % 19000;
         let _ = NEXT.compare_exchange(0, 40000 + seed as u16, Ordering::Relaxed, Ordering::Relaxed);
     }
     loop {
@@ -44,7 +53,10 @@ pub fn free_port() -> u16 {
 }
 
 fn now_nanos() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
 }
 
 pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -95,7 +107,12 @@ impl Backend {
                 }
             }
         });
-        Backend { port, stop, thread: Some(thread), received }
+        Backend {
+            port,
+            stop,
+            thread: Some(thread),
+            received,
+        }
     }
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -134,11 +151,13 @@ fn handle(mut c: TcpStream, name: &str, b: Behaviour, received: &Mutex<Vec<Vec<u
                 }
             }
         }
-        Behaviour::Silent => while let Ok(n) = c.read(&mut buf) {
-            if n == 0 {
-                break;
+        Behaviour::Silent => {
+            while let Ok(n) = c.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
             }
-        },
+        }
         Behaviour::Amqp => {
             let mut head = [0u8; 8];
             if c.read_exact(&mut head).is_err() || &head != b"AMQP\x00\x00\x09\x01" {
@@ -169,7 +188,11 @@ pub struct Lb {
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("warren-lb-test-{}-{tag}-{}", std::process::id(), now_nanos()));
+    let d = std::env::temp_dir().join(format!(
+        "warren-lb-test-{}-{tag}-{}",
+        std::process::id(),
+        now_nanos()
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -184,7 +207,10 @@ impl Lb {
                 return lb;
             }
             if start.elapsed() > Duration::from_secs(20) {
-                panic!("warren lb did not listen on {ready_port}; stderr:\n{}", lb.log());
+                panic!(
+                    "warren lb did not listen on {ready_port}; stderr:\n{}",
+                    lb.log()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -240,7 +266,11 @@ pub fn http_get(port: u16, path: &str, auth: Option<&str>) -> (u16, String) {
     c.write_all(req.as_bytes()).unwrap();
     let mut out = String::new();
     let _ = c.read_to_string(&mut out);
-    let code = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (code, out)
 }
 
@@ -250,10 +280,22 @@ pub fn csv(port: u16, uri: &str) -> Vec<std::collections::HashMap<String, String
     assert_eq!(code, 200, "{text}");
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
     let mut lines = body.lines();
-    let header: Vec<String> = lines.next().unwrap_or("").trim_start_matches("# ").split(',').map(String::from).collect();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("# ")
+        .split(',')
+        .map(String::from)
+        .collect();
     lines
         .filter(|l| !l.is_empty())
-        .map(|l| header.iter().cloned().zip(l.split(',').map(String::from)).collect())
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(String::from))
+                .collect()
+        })
         .collect()
 }
 
