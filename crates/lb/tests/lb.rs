@@ -450,3 +450,31 @@ fn maxconn_queues_sessions_until_a_slot_frees() {
     let s1 = rows.iter().find(|r| r["svname"] == "s1").unwrap();
     assert_eq!((s1["smax"].as_str(), s1["stot"].as_str()), ("1", "2"));
 }
+
+#[test]
+fn bulk_transfer_is_intact_and_counted() {
+    let (fe, st, b1) = (free_port(), free_port(), free_port());
+    let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let cfg = format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n{}", stats_section(st));
+    let _lb = Lb::start(&cfg, st, &[]);
+    let c = TcpStream::connect(("127.0.0.1", fe)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let data: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let mut w = c.try_clone().unwrap();
+    let sent = data.clone();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&sent).unwrap();
+        // Half-close: the backend sees EOF, finishes echoing, and closes its side.
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    (&c).read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    assert_eq!(&got[..3], b"s1\n");
+    assert!(got[3..] == data[..], "echoed data differs ({} bytes back)", got.len() - 3);
+    wait_until("byte counters", Duration::from_secs(5), || {
+        let rows = csv(st, "/stats");
+        let s1 = rows.iter().find(|r| r["svname"] == "s1").unwrap();
+        s1["bin"] == data.len().to_string() && s1["bout"] == (data.len() + 3).to_string()
+    });
+}

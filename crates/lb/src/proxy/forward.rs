@@ -7,6 +7,8 @@
 //! driven by tokio's readiness (`readable()`/`try_io`) so that timeouts, half-close and counters
 //! stay in our hands. Elsewhere (or if a pipe cannot be made) a plain buffered copy with the same
 //! structure is used; it behaves like `tokio::io::copy_bidirectional` plus the timeouts.
+//! Each direction starts buffered and switches to splice once a read fills the 16 KiB buffer
+//! (like HAProxy's `splice-auto`): short exchanges skip the pipe setup, bulk streams get zero-copy.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -143,21 +145,34 @@ fn shutdown_write(s: &TcpStream) {
 }
 
 async fn pump(d: Dir<'_>, act: &Activity) -> Result<(), Stop> {
+    // Start with a small user-space buffer: most request/response traffic (and every short
+    // connection) fits in it, and a pipe pair costs two fds and three syscalls per direction.
+    // Once a read fills the buffer the stream is bulk, and we move to splice for the rest.
+    if buffered(&d, act, cfg!(target_os = "linux")).await? == Outcome::Done {
+        return Ok(());
+    }
     #[cfg(target_os = "linux")]
     if let Ok(pipe) = splice::Pipe::new() {
         return splice::pump(d, act, pipe).await;
     }
-    buffered(d, act).await
+    buffered(&d, act, false).await.map(|_| ())
 }
 
-async fn buffered(d: Dir<'_>, act: &Activity) -> Result<(), Stop> {
-    let mut buf = vec![0u8; 32 * 1024];
+#[derive(PartialEq, Eq)]
+enum Outcome {
+    Done,
+    /// The buffer filled up: worth switching to splice.
+    Bulk,
+}
+
+async fn buffered(d: &Dir<'_>, act: &Activity, may_switch: bool) -> Result<Outcome, Stop> {
+    let mut buf = vec![0u8; 16 * 1024];
     loop {
         wait(d.src, Interest::READABLE, d.src_timeout, act, d.src_stop).await?;
         let n = match d.src.try_read(&mut buf) {
             Ok(0) => {
                 shutdown_write(d.dst);
-                return Ok(());
+                return Ok(Outcome::Done);
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -176,6 +191,9 @@ async fn buffered(d: Dir<'_>, act: &Activity) -> Result<(), Stop> {
         }
         for s in d.sinks {
             s.fetch_add(n as u64, Relaxed);
+        }
+        if may_switch && n == buf.len() {
+            return Ok(Outcome::Bulk);
         }
     }
 }
