@@ -19,7 +19,11 @@ fn main() {
         Some("backend") => backend(arg(2).parse().unwrap_or_else(|_| usage())),
         Some("bulk") => bulk(&arg(2), arg(3).parse().unwrap_or_else(|_| usage())),
         Some("latency") => latency(&arg(2), arg(3).parse().unwrap_or_else(|_| usage())),
-        Some("connrate") => connrate(&arg(2), arg(3).parse().unwrap_or_else(|_| usage()), arg(4).parse().unwrap_or_else(|_| usage())),
+        Some("connrate") => connrate(
+            &arg(2),
+            arg(3).parse().unwrap_or_else(|_| usage()),
+            arg(4).parse().unwrap_or_else(|_| usage()),
+        ),
         _ => usage(),
     }
 }
@@ -30,11 +34,19 @@ fn usage() -> ! {
 }
 
 fn backend(port: u16) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
-        let l = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind");
         loop {
-            let Ok((mut s, _)) = l.accept().await else { continue };
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let _ = s.set_nodelay(true);
                 let mut mode = [0u8; 1];
@@ -118,7 +130,9 @@ fn connrate(addr: &str, secs: u64, threads: usize) {
                 let mut n = 0u64;
                 let mut b = [0u8; 1];
                 while Instant::now() < deadline {
-                    let Ok(mut s) = TcpStream::connect(&addr) else { continue };
+                    let Ok(mut s) = TcpStream::connect(&addr) else {
+                        continue;
+                    };
                     let _ = s.set_nodelay(true);
                     if s.write_all(b"C").is_ok() && s.read_exact(&mut b).is_ok() {
                         n += 1;

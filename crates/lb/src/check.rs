@@ -22,19 +22,28 @@ pub const AMQP_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 
 /// Starts one check task per server with `check`.
 pub fn spawn_all(rt: &Arc<Runtime>) {
-    for p in &rt.proxies {
-        if !p.cfg.kind.has_backend() || p.cfg.is_stats() {
-            continue;
-        }
-        let n = p.servers.len() as u32;
-        for s in p.servers.iter().filter(|s| s.checked()) {
-            // Spread the first checks over one interval, as HAProxy does, instead of a burst.
-            let first = s
-                .opts
-                .inter
-                .mul_f64(f64::from(s.sid - 1) / f64::from(n.max(1)));
-            tokio::spawn(check_loop(rt.clone(), p.clone(), s.clone(), first));
-        }
+    let checked: Vec<(Arc<ProxyState>, Arc<ServerState>)> = rt
+        .proxies
+        .iter()
+        .filter(|p| p.cfg.kind.has_backend() && !p.cfg.is_stats())
+        .flat_map(|p| {
+            p.servers
+                .iter()
+                .filter(|s| s.checked())
+                .map(move |s| (p.clone(), s.clone()))
+        })
+        .collect();
+    // As HAProxy: the first checks are spread over the smallest `inter` of the whole process,
+    // so the first server is checked at once and none waits longer than that interval.
+    let min_inter = checked
+        .iter()
+        .map(|(_, s)| s.opts.inter)
+        .min()
+        .unwrap_or_default();
+    let n = checked.len().max(1) as f64;
+    for (pos, (p, s)) in checked.into_iter().enumerate() {
+        let first = min_inter.mul_f64(pos as f64 / n);
+        tokio::spawn(check_loop(rt.clone(), p, s, first));
     }
 }
 

@@ -455,11 +455,16 @@ fn maxconn_queues_sessions_until_a_slot_frees() {
 fn bulk_transfer_is_intact_and_counted() {
     let (fe, st, b1) = (free_port(), free_port(), free_port());
     let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
-    let cfg = format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n{}", stats_section(st));
+    let cfg = format!(
+        "{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n{}",
+        stats_section(st)
+    );
     let _lb = Lb::start(&cfg, st, &[]);
     let c = TcpStream::connect(("127.0.0.1", fe)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let data: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let data: Vec<u8> = (0..8 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
     let mut w = c.try_clone().unwrap();
     let sent = data.clone();
     let writer = std::thread::spawn(move || {
@@ -471,10 +476,124 @@ fn bulk_transfer_is_intact_and_counted() {
     (&c).read_to_end(&mut got).unwrap();
     writer.join().unwrap();
     assert_eq!(&got[..3], b"s1\n");
-    assert!(got[3..] == data[..], "echoed data differs ({} bytes back)", got.len() - 3);
+    assert!(
+        got[3..] == data[..],
+        "echoed data differs ({} bytes back)",
+        got.len() - 3
+    );
     wait_until("byte counters", Duration::from_secs(5), || {
         let rows = csv(st, "/stats");
         let s1 = rows.iter().find(|r| r["svname"] == "s1").unwrap();
         s1["bin"] == data.len().to_string() && s1["bout"] == (data.len() + 3).to_string()
     });
+}
+
+#[test]
+fn httpchk_uses_check_port_request_and_expected_status() {
+    let (fe, st, b1, b2, h1, h2) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let _s1 = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let _s2 = Backend::start(b2, "s2", Behaviour::NameEcho);
+    let ok = Backend::start(h1, "h1", Behaviour::Http(204));
+    let _bad = Backend::start(h2, "h2", Behaviour::Http(503));
+    let cfg = format!(
+        "{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    option httpchk GET /health\n    http-check send hdr Host lb.test\n\
+         http-check expect status 204\n    default-server inter 100 rise 1 fall 1\n\
+         server s1 127.0.0.1:{b1} check port {h1}\n    server s2 127.0.0.1:{b2} check port {h2}\n{}",
+        stats_section(st)
+    );
+    let _lb = Lb::start(&cfg, st, &[]);
+    wait_until(
+        "s1 UP by L7OK/204, s2 DOWN by L7STS/503",
+        Duration::from_secs(10),
+        || {
+            let rows = csv(st, "/stats");
+            let get = |n: &str| {
+                rows.iter().find(|r| r["svname"] == n).map(|r| {
+                    (
+                        r["status"].clone(),
+                        r["check_status"].clone(),
+                        r["check_code"].clone(),
+                    )
+                })
+            };
+            get("s1") == Some(("UP".into(), "L7OK".into(), "204".into()))
+                && get("s2") == Some(("DOWN".into(), "L7STS".into(), "503".into()))
+        },
+    );
+    let req = String::from_utf8_lossy(&ok.received.lock().unwrap()[0]).to_string();
+    assert!(req.starts_with("GET /health HTTP/1.0\r\n"), "{req:?}");
+    assert!(req.contains("Host: lb.test\r\n"), "{req:?}");
+    for _ in 0..3 {
+        assert_eq!(ask(fe), "s1");
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // A reparented daemon may linger as a zombie if nothing reaps it; that counts as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn daemon_writes_pidfile_and_st_terminates_it() {
+    let (fe, b1) = (free_port(), free_port());
+    let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let dir = temp_dir("daemon");
+    let pidfile = dir.join("lb.pid");
+    let cfgfile = dir.join("lb.cfg");
+    std::fs::write(&cfgfile, format!("global\n    daemon\n{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n")).unwrap();
+    let out = Command::new(warren_bin())
+        .args(["lb", "-f"])
+        .arg(&cfgfile)
+        .arg("-p")
+        .arg(&pidfile)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    struct KillOnDrop(i32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            if alive(self.0) {
+                let _ = Command::new("kill").arg(self.0.to_string()).status();
+            }
+        }
+    }
+    let _guard = KillOnDrop(pid);
+    assert!(alive(pid));
+    wait_until("daemon serves", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", fe)).is_ok()
+    });
+    assert_eq!(ask(fe), "s1");
+    let cfg =
+        format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n");
+    let _new = Lb::start(&cfg, fe, &["-st", &pid.to_string()]);
+    wait_until("daemon terminated by -st", Duration::from_secs(10), || {
+        !alive(pid)
+    });
+    assert_eq!(ask(fe), "s1");
+    let _ = std::fs::remove_dir_all(dir);
 }

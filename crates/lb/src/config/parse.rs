@@ -669,8 +669,8 @@ impl Parser {
                         .filter(|m| *m > 0)
                 }
                 "maxqueue" => {
-                    o.maxqueue = Some(parse_int(value()?, "maxqueue", 0, 1_000_000)? as u32)
-                        .filter(|m| *m > 0)
+                    value()?;
+                    self.diags.warning(loc, "server option 'maxqueue' is not enforced (the backend queue is bounded by maxconn) and is ignored");
                 }
                 "send-proxy" => o.send_proxy = Some(ProxyProtocol::V1),
                 "send-proxy-v2" => o.send_proxy = Some(ProxyProtocol::V2),

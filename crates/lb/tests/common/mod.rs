@@ -78,6 +78,8 @@ pub enum Behaviour {
     Silent,
     /// Answers the AMQP protocol header with a connection.start frame.
     Amqp,
+    /// Reads an HTTP request head (recorded in `received`) and answers with this status.
+    Http(u16),
 }
 
 /// A loopback backend on a fixed port; `stop` closes the listener (existing sessions live on).
@@ -157,6 +159,19 @@ fn handle(mut c: TcpStream, name: &str, b: Behaviour, received: &Mutex<Vec<Vec<u
                     break;
                 }
             }
+        }
+        Behaviour::Http(code) => {
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            received.lock().unwrap().push(head);
+            let _ = c.write_all(
+                format!("HTTP/1.0 {code} Status\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+            );
         }
         Behaviour::Amqp => {
             let mut head = [0u8; 8];
