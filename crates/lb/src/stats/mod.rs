@@ -284,7 +284,6 @@ pub fn rows(rt: &Runtime) -> Vec<(std::sync::Arc<ProxyState>, Vec<Row>)> {
                 r.set("type", 1);
                 r.set("sid", 0);
                 r.set("mode", mode);
-                r.set("algo", p.cfg.balance.name());
                 r.set("uweight", total_weight);
                 r.class = "backend";
                 finish(&mut r, p, pid);
@@ -295,7 +294,36 @@ pub fn rows(rt: &Runtime) -> Vec<(std::sync::Arc<ProxyState>, Vec<Row>)> {
         .collect()
 }
 
+/// Columns HAProxy 2.6 fills with `0` per row type even when nothing happened (compression,
+/// HTTP/2, SSL, timing averages...). We do not track them; they are zero, as they are in TCP mode.
+const ZERO_FRONTEND: &str = "req_rate req_rate_max req_tot comp_in comp_out comp_byp comp_rsp dcon dses wrew eint ssl_sess ssl_reused_sess ssl_failed_handshake h2_headers_rcvd h2_data_rcvd h2_settings_rcvd h2_rst_stream_rcvd h2_goaway_rcvd h2_detected_conn_protocol_errors h2_detected_strm_protocol_errors h2_rst_stream_resp h2_goaway_resp h2_open_connections h2_backend_open_streams h2_total_connections h2_backend_total_streams h1_open_connections h1_open_streams h1_total_connections h1_total_streams h1_bytes_in h1_bytes_out h1_spliced_bytes_in h1_spliced_bytes_out";
+const ZERO_SERVER: &str = "qtime ctime rtime ttime wrew connect reuse srv_icur qtime_max ctime_max rtime_max ttime_max eint idle_conn_cur safe_conn_cur used_conn_cur need_conn_est ssl_sess ssl_reused_sess ssl_failed_handshake";
+const ZERO_BACKEND: &str = "comp_in comp_out comp_byp comp_rsp qtime ctime rtime ttime wrew connect reuse qtime_max ctime_max rtime_max ttime_max eint agg_server_status agg_server_check_status agg_check_status ssl_sess ssl_reused_sess ssl_failed_handshake h2_headers_rcvd h2_data_rcvd h2_settings_rcvd h2_rst_stream_rcvd h2_goaway_rcvd h2_detected_conn_protocol_errors h2_detected_strm_protocol_errors h2_rst_stream_resp h2_goaway_resp h2_open_connections h2_backend_open_streams h2_total_connections h2_backend_total_streams h1_open_connections h1_open_streams h1_total_connections h1_total_streams h1_bytes_in h1_bytes_out h1_spliced_bytes_in h1_spliced_bytes_out";
+
 fn finish(r: &mut Row, p: &ProxyState, pid: u32) {
+    let zeros = match r.kind {
+        RowKind::Frontend => ZERO_FRONTEND,
+        RowKind::Server => ZERO_SERVER,
+        RowKind::Backend => ZERO_BACKEND,
+    };
+    for c in zeros.split(' ') {
+        r.values.entry(c).or_insert_with(|| "0".into());
+    }
+    r.set("-", "-");
+    if p.cfg.is_stats() && r.kind != RowKind::Server {
+        for c in [
+            "hrsp_1xx",
+            "hrsp_2xx",
+            "hrsp_3xx",
+            "hrsp_4xx",
+            "hrsp_5xx",
+            "hrsp_other",
+            "cache_lookups",
+            "cache_hits",
+        ] {
+            r.values.entry(c).or_insert_with(|| "0".into());
+        }
+    }
     r.set("pxname", &p.cfg.name);
     let sv = match r.kind {
         RowKind::Frontend => "FRONTEND".to_string(),
