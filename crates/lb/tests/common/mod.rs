@@ -93,7 +93,15 @@ pub struct Backend {
 
 impl Backend {
     pub fn start(port: u16, name: &str, b: Behaviour) -> Backend {
-        let l = TcpListener::bind(("127.0.0.1", port)).expect("backend bind");
+        // Retry briefly: a restarted backend may race the kernel releasing its old socket.
+        let start = Instant::now();
+        let l = loop {
+            match TcpListener::bind(("127.0.0.1", port)) {
+                Ok(l) => break l,
+                Err(e) if start.elapsed() > Duration::from_secs(5) => panic!("backend bind {port}: {e}"),
+                Err(_) => thread::sleep(Duration::from_millis(50)),
+            }
+        };
         l.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(Mutex::new(Vec::new()));
