@@ -597,3 +597,128 @@ fn daemon_writes_pidfile_and_st_terminates_it() {
     assert_eq!(ask(fe), "s1");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn retries_then_redispatch_to_another_server() {
+    let (fe, fe2, st, dead, b2) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let _b = Backend::start(b2, "s2", Behaviour::NameEcho);
+    // s1 refuses connections and has no check, so only retries/redispatch can save the session.
+    let cfg = format!(
+        "{DEFAULTS}    retries 2\nlisten px\n    bind 127.0.0.1:{fe}\n    option redispatch\n    balance first\n\
+         server s1 127.0.0.1:{dead}\n    server s2 127.0.0.1:{b2}\nlisten strict\n    bind 127.0.0.1:{}\n    balance first\n    server s1 127.0.0.1:{dead}\n{}",
+        fe2,
+        stats_section(st)
+    );
+    let _lb = Lb::start(&cfg, st, &[]);
+    assert_eq!(ask(fe), "s2");
+    let rows = csv(st, "/stats");
+    let s1 = rows
+        .iter()
+        .find(|r| r["pxname"] == "px" && r["svname"] == "s1")
+        .unwrap();
+    assert_eq!(
+        (
+            s1["wretr"].as_str(),
+            s1["wredis"].as_str(),
+            s1["econ"].as_str()
+        ),
+        ("2", "1", "0")
+    );
+    // Without redispatch the session fails after the retries and counts a connection error.
+    assert_eq!(ask(fe2), "");
+    let rows = csv(st, "/stats");
+    let s1 = rows
+        .iter()
+        .find(|r| r["pxname"] == "strict" && r["svname"] == "s1")
+        .unwrap();
+    assert_eq!((s1["wretr"].as_str(), s1["econ"].as_str()), ("2", "1"));
+}
+
+#[test]
+fn ipv6_bind_and_proxy_protocol_v2() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback");
+        return;
+    }
+    let (fe, b1) = (free_port(), free_port());
+    let be = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let cfg = format!(
+        "{DEFAULTS}listen px\n    bind [::1]:{fe}\n    server s1 127.0.0.1:{b1} send-proxy-v2\n"
+    );
+    let lb = Lb::spawn(&cfg, &[]);
+    wait_until("listening on [::1]", Duration::from_secs(10), || {
+        TcpStream::connect(("::1", fe)).is_ok()
+    });
+    let c = TcpStream::connect(("::1", fe)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&c), &mut line).unwrap();
+    assert_eq!(line, "s1\n", "{}", lb.log());
+    (&c).write_all(b"x").unwrap();
+    wait_until("PROXY v2 header received", Duration::from_secs(5), || {
+        be.received.lock().unwrap().iter().any(|r| r.len() >= 16)
+    });
+    let got = be
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.len() >= 16)
+        .unwrap()
+        .clone();
+    assert_eq!(&got[..12], b"\r\n\r\n\0\r\nQUIT\n");
+    assert_eq!(got[12], 0x21, "version 2, PROXY command");
+    assert_eq!(got[13], 0x21, "TCP over IPv6");
+    assert_eq!(u16::from_be_bytes([got[14], got[15]]), 36);
+    assert_eq!(
+        &got[16 + 16..16 + 32],
+        &std::net::Ipv6Addr::LOCALHOST.octets(),
+        "destination ::1"
+    );
+    assert_eq!(
+        u16::from_be_bytes([got[16 + 34], got[16 + 35]]),
+        fe,
+        "destination port"
+    );
+}
+
+#[test]
+fn frontend_maxconn_holds_new_clients_until_a_session_ends() {
+    let (fe, st, b1) = (free_port(), free_port(), free_port());
+    let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let cfg = format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    maxconn 1\n    server s1 127.0.0.1:{b1}\n{}", stats_section(st));
+    let _lb = Lb::start(&cfg, st, &[]);
+    let mut first = TcpStream::connect(("127.0.0.1", fe)).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 3];
+    first.read_exact(&mut buf).unwrap();
+    // The kernel completes the second handshake, but the LB does not accept it yet.
+    let mut second = TcpStream::connect(("127.0.0.1", fe)).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        second.read(&mut buf).is_err(),
+        "second client served while the first holds maxconn 1"
+    );
+    let rows = csv(st, "/stats");
+    let f = rows
+        .iter()
+        .find(|r| r["pxname"] == "px" && r["svname"] == "FRONTEND")
+        .unwrap();
+    assert_eq!((f["scur"].as_str(), f["slim"].as_str()), ("1", "1"));
+    drop(first);
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    second.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"s1\n");
+}

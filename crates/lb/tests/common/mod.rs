@@ -31,20 +31,20 @@ pub fn warren_bin() -> PathBuf {
     p
 }
 
-/// A free port in 40000..60000 (random start, then probing), unique within this test process.
+/// A free port in 20000..32000 (random start, then probing), unique within this test process.
+/// Deliberately below Linux's ephemeral range (32768+): a backend that is stopped and restarted
+/// on its port must not find it taken as the source port of some unrelated outgoing connection.
 pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     if NEXT.load(Ordering::Relaxed) == 0 {
-        let seed =
-            (std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64 ^ now_nanos())
-                % 19000;
-        let _ = NEXT.compare_exchange(0, 40000 + seed as u16, Ordering::Relaxed, Ordering::Relaxed);
+        let seed = (u64::from(std::process::id()) ^ now_nanos()) % 11000;
+        let _ = NEXT.compare_exchange(0, 20000 + seed as u16, Ordering::Relaxed, Ordering::Relaxed);
     }
     loop {
         let mut p = NEXT.fetch_add(1, Ordering::Relaxed);
-        if p >= 60000 {
-            NEXT.store(40000, Ordering::Relaxed);
-            p = 40000;
+        if p >= 32000 {
+            NEXT.store(20000, Ordering::Relaxed);
+            p = 20000;
         }
         if TcpListener::bind(("127.0.0.1", p)).is_ok() {
             return p;
@@ -98,7 +98,9 @@ impl Backend {
         let l = loop {
             match TcpListener::bind(("127.0.0.1", port)) {
                 Ok(l) => break l,
-                Err(e) if start.elapsed() > Duration::from_secs(5) => panic!("backend bind {port}: {e}"),
+                Err(e) if start.elapsed() > Duration::from_secs(5) => {
+                    panic!("backend bind {port}: {e}")
+                }
                 Err(_) => thread::sleep(Duration::from_millis(50)),
             }
         };
