@@ -124,25 +124,31 @@ pub fn apply(rt: &Runtime, px: &ProxyState, s: &ServerState, r: CheckResult) {
         "Server"
     };
     let sessions = s.counters.scur.load(std::sync::atomic::Ordering::Relaxed);
+    use crate::config::logtarget::{ALERT, NOTICE};
     if up {
-        eprintln!(
-            "[WARNING] ({}) : {kind} {}/{} is UP, reason: {desc}. {active} active and {backup} backup servers online. 0 sessions requeued, 0 total in queue.",
-            rt.pid, px.cfg.name, s.name
+        let msg = format!(
+            "{kind} {}/{} is UP, reason: {desc}. {active} active and {backup} backup servers online. 0 sessions requeued, 0 total in queue.",
+            px.cfg.name, s.name
         );
+        eprintln!("[WARNING] ({}) : {msg}", rt.pid);
+        px.logger.send(NOTICE, &msg);
         // Sessions waiting in the queue may now find a slot.
         px.slot_freed.notify_waiters();
     } else {
-        eprintln!(
-            "[WARNING] ({}) : {kind} {}/{} is DOWN, reason: {desc}. {active} active and {backup} backup servers left. {sessions} sessions active, 0 requeued, 0 remaining in queue.",
-            rt.pid, px.cfg.name, s.name
+        let msg = format!(
+            "{kind} {}/{} is DOWN, reason: {desc}. {active} active and {backup} backup servers left. {sessions} sessions active, 0 requeued, 0 remaining in queue.",
+            px.cfg.name, s.name
         );
+        eprintln!("[WARNING] ({}) : {msg}", rt.pid);
+        px.logger.send(ALERT, &msg);
         if active + backup == 0 {
-            eprintln!(
-                "[ALERT] ({}) : {} '{}' has no server available!",
-                rt.pid,
+            let msg = format!(
+                "{} '{}' has no server available!",
                 px.cfg.kind.name(),
                 px.cfg.name
             );
+            eprintln!("[ALERT] ({}) : {msg}", rt.pid);
+            px.logger.send(ALERT, &msg);
         }
     }
 }

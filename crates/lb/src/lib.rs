@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod logger;
 pub mod proxy;
 pub mod socket;
 pub mod state;

@@ -202,6 +202,8 @@ pub struct ProxyState {
     pub slot_freed: Notify,
     pub frontend_maxconn: u64,
     pub last_change: Instant,
+    /// This proxy's `log` targets (traffic lines and server state changes).
+    pub logger: crate::logger::Logger,
 }
 
 impl ProxyState {
@@ -285,6 +287,7 @@ impl Runtime {
                     slot_freed: Notify::new(),
                     frontend_maxconn: u64::from(p.maxconn.unwrap_or(global_maxconn)),
                     last_change: now,
+                    logger: crate::logger::Logger::new(&p.logs),
                 })
             })
             .collect();

@@ -277,7 +277,7 @@ fn timeout_server_closes_a_hanging_backend_and_logs_sd() {
     let (fe, b1) = (free_port(), free_port());
     let _h = Backend::start(b1, "hang", Behaviour::Silent);
     let cfg = format!(
-        "global\n    log 127.0.0.1 local0\ndefaults\n    mode tcp\n    log global\n    option tcplog\n    timeout connect 1s\n    timeout client 20s\n    timeout server 300ms\n\
+        "global\n    log stderr format raw local0\ndefaults\n    mode tcp\n    log global\n    option tcplog\n    timeout connect 1s\n    timeout client 20s\n    timeout server 300ms\n\
          listen px\n    bind 127.0.0.1:{fe}\n    server hang 127.0.0.1:{b1}\n"
     );
     let lb = Lb::start(&cfg, fe, &[]);
@@ -721,4 +721,43 @@ fn frontend_maxconn_holds_new_clients_until_a_session_ends() {
         .unwrap();
     second.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"s1\n");
+}
+
+#[test]
+fn tcplog_and_server_events_go_to_syslog_over_udp() {
+    let (fe, b1, dead) = (free_port(), free_port(), free_port());
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let syslog = rx.local_addr().unwrap();
+    let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let cfg = format!(
+        "global\n    log {syslog} local0 info\n{DEFAULTS}    log global\n    option tcplog\n\
+         listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n    server gone 127.0.0.1:{dead} check inter 100 backup\n"
+    );
+    let _lb = Lb::start(&cfg, fe, &[]);
+    let mut c = TcpStream::connect(("127.0.0.1", fe)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 3];
+    c.read_exact(&mut buf).unwrap();
+    drop(c);
+    let (mut traffic, mut down) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (traffic.is_none() || down.is_none()) && Instant::now() < deadline {
+        let mut d = [0u8; 2048];
+        let Ok(n) = rx.recv(&mut d) else { break };
+        let line = String::from_utf8_lossy(&d[..n]).to_string();
+        if line.contains(" px px/s1 ") {
+            traffic = Some(line);
+        } else if line.contains("px/gone is DOWN") {
+            down = Some(line);
+        }
+    }
+    // local0 (16) * 8 + info (6) = 134; server DOWN is an alert (1): 129.
+    let traffic = traffic.expect("no tcplog datagram");
+    assert!(
+        traffic.starts_with("<134>") && traffic.contains(" warren-lb["),
+        "{traffic}"
+    );
+    assert!(traffic.contains(" -- "), "{traffic}");
+    assert!(down.expect("no DOWN datagram").starts_with("<129>"));
 }

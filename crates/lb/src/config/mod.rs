@@ -4,6 +4,7 @@
 
 pub mod addr;
 pub mod lexer;
+pub mod logtarget;
 pub mod model;
 pub mod parse;
 pub mod units;

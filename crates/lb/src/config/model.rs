@@ -31,8 +31,8 @@ pub struct Global {
     pub daemon: bool,
     pub pidfile: Option<PathBuf>,
     pub stats_sockets: Vec<StatsSocket>,
-    /// True when `global` has a `log` line; proxies with `log global` then log.
-    pub log: bool,
+    /// `log` targets of `global`; proxies with `log global` use them.
+    pub logs: Vec<super::logtarget::LogTarget>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,8 +212,8 @@ pub struct Proxy {
     pub tcplog: bool,
     pub httplog: bool,
     pub dontlognull: bool,
-    /// `log global` or an explicit `log` target in the proxy (or inherited from defaults).
-    pub log: bool,
+    /// Log targets (`log global` copies the global ones; `no log` clears them).
+    pub logs: Vec<super::logtarget::LogTarget>,
     pub stats: Stats,
     pub check: HealthCheck,
     pub default_backend: Option<String>,
@@ -242,7 +242,7 @@ impl Proxy {
             tcplog: false,
             httplog: false,
             dontlognull: false,
-            log: false,
+            logs: Vec::new(),
             stats: Stats {
                 realm: "HAProxy Statistics".into(),
                 uri: "/haproxy?stats".into(),

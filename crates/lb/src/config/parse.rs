@@ -243,12 +243,7 @@ impl Parser {
     fn global(&mut self, loc: &Loc, w: &[String]) -> Result<(), String> {
         let g = &mut self.cfg.global;
         match w[0].as_str() {
-            "log" => {
-                if w.len() < 3 {
-                    return Err("'log' expects a target and a facility".into());
-                }
-                g.log = true;
-            }
+            "log" => g.logs.push(super::logtarget::parse(&w[1..])?),
             "maxconn" => g.maxconn = Some(parse_int(arg(w, 1)?, "maxconn", 1, 1_000_000)? as u32),
             "daemon" => g.daemon = true,
             "quiet" | "zero-warning" => {}
@@ -425,11 +420,11 @@ impl Parser {
             }
             "maxconn" => p.maxconn = Some(parse_int(arg(w, 1)?, "maxconn", 1, 1_000_000)? as u32),
             "retries" => p.retries = parse_int(arg(w, 1)?, "retries", 0, 100)? as u32,
+            "no" if w.get(1).map(String::as_str) == Some("log") => p.logs.clear(),
             "option" | "no" => self.option(loc, p, w)?,
             "log" => match arg(w, 1)? {
-                "global" => p.log = self.cfg.global.log,
-                _ if w.len() >= 3 => p.log = true,
-                _ => return Err("'log' expects 'global' or a target and a facility".into()),
+                "global" => p.logs.extend(self.cfg.global.logs.iter().cloned()),
+                _ => p.logs.push(super::logtarget::parse(&w[1..])?),
             },
             "stats" => self.stats(loc, p, w)?,
             "http-check" => self.http_check(p, w)?,

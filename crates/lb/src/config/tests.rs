@@ -38,7 +38,8 @@ fn tutorial_config_is_accepted_without_warnings() {
     assert_eq!(rmq.timeouts.client, Some(Duration::from_secs(120)));
     assert_eq!(rmq.retries, 3);
     assert_eq!(rmq.maxconn, Some(2000));
-    assert!(rmq.tcplog && rmq.dontlognull && rmq.log);
+    assert!(rmq.tcplog && rmq.dontlognull);
+    assert_eq!(rmq.logs.len(), 1);
     let mon = &cfg.proxies[1];
     assert!(mon.is_stats());
     assert_eq!(mon.stats.uri, "/stats");

@@ -306,7 +306,7 @@ async fn session(
     let (up, down) = (up.into_inner(), down.into_inner());
     // `option dontlognull`: a connection that carried no data (a port probe) is not logged.
     let null = up == 0 && down == 0;
-    if fe.cfg.log && fe.cfg.tcplog && !(fe.cfg.dontlognull && null) {
+    if fe.logger.enabled() && fe.cfg.tcplog && !(fe.cfg.dontlognull && null) {
         let srv_cur = be
             .servers
             .iter()
@@ -333,7 +333,8 @@ async fn session(
             ],
             queues: [0, Counters::get(&be.be.qcur)],
         };
-        eprintln!("{line}");
+        fe.logger
+            .send(crate::config::logtarget::INFO, &line.to_string());
     }
 }
 
