@@ -22,7 +22,11 @@ fn main() {
         Some("backend") => backend(arg(2).parse().unwrap_or_else(|_| usage())),
         Some("bulk") => bulk(&arg(2), arg(3).parse().unwrap_or_else(|_| usage())),
         Some("latency") => latency(&arg(2), arg(3).parse().unwrap_or_else(|_| usage())),
-        Some("amqp") => amqp(&arg(2), arg(3).parse().unwrap_or_else(|_| usage()), arg(4).parse().unwrap_or_else(|_| usage())),
+        Some("amqp") => amqp(
+            &arg(2),
+            arg(3).parse().unwrap_or_else(|_| usage()),
+            arg(4).parse().unwrap_or_else(|_| usage()),
+        ),
         Some("connrate") => connrate(
             &arg(2),
             arg(3).parse().unwrap_or_else(|_| usage()),
@@ -181,12 +185,18 @@ fn expect(s: &mut TcpStream, class: u16, id: u16) -> Vec<u8> {
         let mut payload = vec![0u8; size + 1];
         s.read_exact(&mut payload).expect("read frame payload");
         if head[0] == 1 && size >= 4 {
-            let (c, m) = (u16::from_be_bytes([payload[0], payload[1]]), u16::from_be_bytes([payload[2], payload[3]]));
+            let (c, m) = (
+                u16::from_be_bytes([payload[0], payload[1]]),
+                u16::from_be_bytes([payload[2], payload[3]]),
+            );
             if (c, m) == (class, id) {
                 return payload[4..size].to_vec();
             }
             if (c, m) == (10, 50) || (c, m) == (20, 40) {
-                panic!("broker closed: {}", String::from_utf8_lossy(&payload[6..size]));
+                panic!(
+                    "broker closed: {}",
+                    String::from_utf8_lossy(&payload[6..size])
+                );
             }
         }
     }
@@ -203,18 +213,21 @@ fn amqp(addr: &str, count: usize, size: usize) {
     start_ok.extend_from_slice(&(resp.len() as u32).to_be_bytes());
     start_ok.extend_from_slice(resp);
     start_ok.extend_from_slice(&shortstr("en_US"));
-    s.write_all(&frame(1, 0, &method(10, 11, &start_ok))).unwrap();
+    s.write_all(&frame(1, 0, &method(10, 11, &start_ok)))
+        .unwrap();
     let tune = expect(&mut s, 10, 30);
     let mut tune_ok = tune[..2].to_vec();
     tune_ok.extend_from_slice(&131072u32.to_be_bytes());
     tune_ok.extend_from_slice(&0u16.to_be_bytes()); // no heartbeats
-    s.write_all(&frame(1, 0, &method(10, 31, &tune_ok))).unwrap();
+    s.write_all(&frame(1, 0, &method(10, 31, &tune_ok)))
+        .unwrap();
     let mut open = shortstr("/");
     open.extend_from_slice(&shortstr(""));
     open.push(0);
     s.write_all(&frame(1, 0, &method(10, 40, &open))).unwrap();
     expect(&mut s, 10, 41);
-    s.write_all(&frame(1, 1, &method(20, 10, &shortstr("")))).unwrap();
+    s.write_all(&frame(1, 1, &method(20, 10, &shortstr(""))))
+        .unwrap();
     expect(&mut s, 20, 11);
 
     let mut publish = vec![0, 0];

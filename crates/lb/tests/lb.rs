@@ -761,3 +761,62 @@ fn tcplog_and_server_events_go_to_syslog_over_udp() {
     assert!(traffic.contains(" -- "), "{traffic}");
     assert!(down.expect("no DOWN datagram").starts_with("<129>"));
 }
+
+#[test]
+fn sessions_survive_their_server_going_down() {
+    let (fe, st, b1, b2) = (free_port(), free_port(), free_port(), free_port());
+    let mut a = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let _b = Backend::start(b2, "s2", Behaviour::NameEcho);
+    let cfg = format!(
+        "{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    balance first\n    server s1 127.0.0.1:{b1} check inter 100 fall 1 rise 1\n\
+         server s2 127.0.0.1:{b2}\n{}",
+        stats_section(st)
+    );
+    let _lb = Lb::start(&cfg, st, &[]);
+    let mut held = TcpStream::connect(("127.0.0.1", fe)).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 3];
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"s1\n");
+    a.stop(); // no new connections (checks fail), the established one lives on
+    wait_until("s1 DOWN", Duration::from_secs(10), || {
+        status(st, "/stats", "px", "s1") == "DOWN"
+    });
+    held.write_all(b"still").unwrap();
+    let mut echo = [0u8; 5];
+    held.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"still");
+    assert_eq!(ask(fe), "s2");
+}
+
+#[test]
+fn checked_servers_start_up_on_the_edge_like_haproxy() {
+    let (fe, st, b1) = (free_port(), free_port(), free_port());
+    let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
+    // First checks are spread over the smallest inter (20 s): "late" is not checked for 10 s.
+    let cfg = format!(
+        "{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server early 127.0.0.1:{b1} check inter 20s\n\
+         server late 127.0.0.1:{b1} check inter 20s\n{}",
+        stats_section(st)
+    );
+    let _lb = Lb::start(&cfg, st, &[]);
+    let rows = csv(st, "/stats");
+    let late = rows.iter().find(|r| r["svname"] == "late").unwrap();
+    assert_eq!(
+        (
+            late["status"].as_str(),
+            late["check_status"].as_str(),
+            late["check_health"].as_str()
+        ),
+        ("UP 1/3", "INI", "2")
+    );
+    // It takes traffic before any check, as HAProxy does.
+    let got: Vec<String> = (0..2).map(|_| ask(fe)).collect();
+    assert_eq!(got, ["s1", "s1"]);
+    let rows = csv(st, "/stats");
+    assert_eq!(
+        rows.iter().find(|r| r["svname"] == "late").unwrap()["stot"],
+        "1"
+    );
+}
