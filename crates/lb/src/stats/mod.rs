@@ -188,7 +188,9 @@ pub fn rows(rt: &Runtime) -> Vec<(std::sync::Arc<ProxyState>, Vec<Row>)> {
                 out.push(r);
             }
             if p.cfg.kind.has_backend() {
-                let mut total_weight = 0u64;
+                // The backend's weight is that of the servers taking traffic: the active ones, or
+                // the backups when no active server is usable.
+                let (mut total_weight, mut bck_weight) = (0u64, 0u64);
                 let (mut act, mut bck) = (0u64, 0u64);
                 for s in &p.servers {
                     let mut r = Row::new(RowKind::Server);
@@ -211,11 +213,12 @@ pub fn rows(rt: &Runtime) -> Vec<(std::sync::Arc<ProxyState>, Vec<Row>)> {
                     r.set("act", u8::from(!s.opts.backup));
                     r.set("bck", u8::from(s.opts.backup));
                     if s.is_usable() {
-                        total_weight += u64::from(s.opts.weight);
                         if s.opts.backup {
-                            bck += 1
+                            bck += 1;
+                            bck_weight += u64::from(s.opts.weight);
                         } else {
-                            act += 1
+                            act += 1;
+                            total_weight += u64::from(s.opts.weight);
                         }
                     }
                     r.set("lastchg", since.as_secs());
@@ -272,6 +275,16 @@ pub fn rows(rt: &Runtime) -> Vec<(std::sync::Arc<ProxyState>, Vec<Row>)> {
                     human_duration(now.saturating_duration_since(p.last_change)),
                     if up { "UP" } else { "DOWN" }
                 );
+                if act == 0 {
+                    total_weight = if p.cfg.allbackups {
+                        bck_weight
+                    } else {
+                        p.servers
+                            .iter()
+                            .find(|s| s.opts.backup && s.is_usable())
+                            .map_or(0, |s| u64::from(s.opts.weight))
+                    };
+                }
                 r.set("weight", total_weight);
                 r.set("act", act);
                 r.set("bck", bck);
