@@ -171,8 +171,8 @@ fn backup_serves_only_when_all_actives_are_down() {
             be["bck"].as_str()
         ),
         ("UP", "0", "1")
-    assert_eq!(be["weight"], "1", "only the backup carries weight");
     );
+    assert_eq!(be["weight"], "1", "only the backup carries weight");
     let _a = Backend::start(b1, "a1", Behaviour::NameEcho);
     wait_until("a1 UP", Duration::from_secs(10), || {
         status(st, "/stats", "px", "a1") == "UP"
