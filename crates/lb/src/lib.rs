@@ -89,7 +89,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
 
     let pidfile = cli.pidfile.clone().or_else(|| cfg.global.pidfile.clone());
-    if (cli.daemon || cfg.global.daemon) && !cli.foreground {
+    let daemon = (cli.daemon || cfg.global.daemon) && !cli.foreground;
+    logger::set_foreground(!daemon);
+    if daemon {
         match daemon::daemonise() {
             Err(e) => {
                 eprintln!("[ALERT] cannot fork: {e}");

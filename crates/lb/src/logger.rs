@@ -19,6 +19,16 @@ enum Sink {
 pub struct Logger {
     sinks: Vec<(LogTarget, Sink)>,
     tag: String,
+    /// In the foreground, lines that go to syslog are echoed on stderr too (unless a target
+    /// already is stdout/stderr), so `warren lb -db` shows its traffic like a debugging HAProxy.
+    echo: bool,
+}
+
+static FOREGROUND: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks the process as running in the foreground (called before the runtime starts).
+pub fn set_foreground(on: bool) {
+    FOREGROUND.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 impl Logger {
@@ -49,9 +59,15 @@ impl Logger {
                 Err(e) => eprintln!("[WARNING] cannot open log target {:?}: {e}", t.dest),
             }
         }
+        let console = sinks
+            .iter()
+            .any(|(_, s)| matches!(s, Sink::Stdout | Sink::Stderr));
+        let echo =
+            FOREGROUND.load(std::sync::atomic::Ordering::Relaxed) && !sinks.is_empty() && !console;
         Logger {
             sinks,
             tag: "warren-lb".into(),
+            echo,
         }
     }
 
@@ -61,6 +77,9 @@ impl Logger {
 
     /// Sends `msg` at severity `level` to every target whose max level admits it.
     pub fn send(&self, level: u8, msg: &str) {
+        if self.echo && level >= crate::config::logtarget::INFO {
+            let _ = writeln!(std::io::stderr().lock(), "{msg}");
+        }
         for (t, sink) in &self.sinks {
             if level > t.max_level {
                 continue;

@@ -735,7 +735,7 @@ fn tcplog_and_server_events_go_to_syslog_over_udp() {
         "global\n    log {syslog} local0 info\n{DEFAULTS}    log global\n    option tcplog\n\
          listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n    server gone 127.0.0.1:{dead} check inter 100 backup\n"
     );
-    let _lb = Lb::start(&cfg, fe, &[]);
+    let lb = Lb::start(&cfg, fe, &[]);
     let mut c = TcpStream::connect(("127.0.0.1", fe)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut buf = [0u8; 3];
@@ -761,6 +761,10 @@ fn tcplog_and_server_events_go_to_syslog_over_udp() {
     );
     assert!(traffic.contains(" -- "), "{traffic}");
     assert!(down.expect("no DOWN datagram").starts_with("<129>"));
+    // In the foreground (-db) the same traffic line is echoed on stderr.
+    wait_until("tcplog echoed on stderr", Duration::from_secs(5), || {
+        lb.log().contains(" px px/s1 ")
+    });
 }
 
 #[test]
