@@ -116,10 +116,16 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         }
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `nbthread 1` gets a single-threaded runtime; otherwise one worker per thread asked for
+    // (default: one per CPU, like HAProxy 2.x).
+    let mut builder = match cfg.global.nbthread {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if let Some(n) = cfg.global.nbthread.filter(|n| *n > 1) {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("[ALERT] cannot start the runtime: {e}");

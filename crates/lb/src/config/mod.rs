@@ -34,12 +34,26 @@ impl Diagnostics {
 pub fn load(files: &[PathBuf]) -> (Option<Config>, Diagnostics) {
     let mut parser = parse::Parser::default();
     for f in files {
-        match std::fs::read_to_string(f) {
-            Ok(text) => parser.parse_text(&f.display().to_string(), &text),
-            Err(e) => parser.diags.errors.push(format!(
-                "Could not open configuration file {} : {e}",
-                f.display()
-            )),
+        // As HAProxy: a directory stands for the `*.cfg` files in it, in lexical order.
+        let paths = match std::fs::read_dir(f) {
+            Ok(dir) => {
+                let mut v: Vec<PathBuf> = dir
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "cfg") && p.is_file())
+                    .collect();
+                v.sort();
+                v
+            }
+            Err(_) => vec![f.clone()],
+        };
+        for f in paths {
+            match std::fs::read_to_string(&f) {
+                Ok(text) => parser.parse_text(&f.display().to_string(), &text),
+                Err(e) => parser.diags.errors.push(format!(
+                    "Could not open configuration file {} : {e}",
+                    f.display()
+                )),
+            }
         }
     }
     finish(parser)

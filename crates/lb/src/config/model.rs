@@ -28,6 +28,8 @@ pub struct Config {
 pub struct Global {
     /// Process-wide connection limit (`maxconn` in `global`).
     pub maxconn: Option<u32>,
+    /// Worker threads (`nbthread`); default: one per CPU, as HAProxy 2.x.
+    pub nbthread: Option<usize>,
     pub daemon: bool,
     pub pidfile: Option<PathBuf>,
     pub stats_sockets: Vec<StatsSocket>,

@@ -26,7 +26,6 @@ pub struct Parser {
 /// Directives HAProxy knows that do not change how traffic is forwarded here; they are accepted
 /// with a warning. Anything that would change forwarding (ACLs, TLS, other check types) is refused.
 const IGNORED_GLOBAL: &[&str] = &[
-    "nbthread",
     "nbproc",
     "user",
     "group",
@@ -246,6 +245,7 @@ impl Parser {
             "log" => g.logs.push(super::logtarget::parse(&w[1..])?),
             "maxconn" => g.maxconn = Some(parse_int(arg(w, 1)?, "maxconn", 1, 1_000_000)? as u32),
             "daemon" => g.daemon = true,
+            "nbthread" => g.nbthread = Some(parse_int(arg(w, 1)?, "nbthread", 1, 256)? as usize),
             "quiet" | "zero-warning" => {}
             "pidfile" => g.pidfile = Some(PathBuf::from(arg(w, 1)?)),
             "stats" => {

@@ -163,3 +163,25 @@ fn contradictions_are_refused() {
     ));
     assert!(e.contains("ACL"), "{e}");
 }
+
+#[test]
+fn nbthread_and_config_directories() {
+    let (cfg, d) = ok("global\n nbthread 1\n");
+    assert!(d.warnings.is_empty());
+    assert_eq!(cfg.global.nbthread, Some(1));
+    assert!(err("global\n nbthread 0\n").contains("t.cfg:2"));
+    let dir = std::env::temp_dir().join(format!("warren-lb-cfgdir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("10-global.cfg"), "global\n maxconn 77\n").unwrap();
+    std::fs::write(
+        dir.join("20-px.cfg"),
+        format!("{BASE}listen a\n bind :1\n server s 127.0.0.1:2\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("ignored.txt"), "garbage\n").unwrap();
+    let (cfg, d) = load(&[dir.clone()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = cfg.unwrap_or_else(|| panic!("{:?}", d.errors));
+    assert_eq!(cfg.global.maxconn, Some(77));
+    assert_eq!(cfg.proxies.len(), 1);
+}
