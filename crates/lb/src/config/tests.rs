@@ -179,7 +179,7 @@ fn nbthread_and_config_directories() {
     )
     .unwrap();
     std::fs::write(dir.join("ignored.txt"), "garbage\n").unwrap();
-    let (cfg, d) = load(&[dir.clone()]);
+    let (cfg, d) = load(std::slice::from_ref(&dir));
     let _ = std::fs::remove_dir_all(&dir);
     let cfg = cfg.unwrap_or_else(|| panic!("{:?}", d.errors));
     assert_eq!(cfg.global.maxconn, Some(77));
