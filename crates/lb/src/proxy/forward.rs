@@ -127,7 +127,9 @@ async fn wait(
         return s.ready(interest).await.map(|_| ()).map_err(|_| stop.1);
     };
     loop {
+        // `biased`: look at readiness first, so a ready socket never arms the timer.
         tokio::select! {
+            biased;
             r = s.ready(interest) => return r.map(|_| ()).map_err(|_| stop.1),
             _ = tokio::time::sleep_until(act.deadline(t)) => {
                 if tokio::time::Instant::now() >= act.deadline(t) {
@@ -168,23 +170,29 @@ enum Outcome {
 async fn buffered(d: &Dir<'_>, act: &Activity, may_switch: bool) -> Result<Outcome, Stop> {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        wait(d.src, Interest::READABLE, d.src_timeout, act, d.src_stop).await?;
+        // Try first and wait only on WouldBlock: tokio answers from cached readiness without a
+        // syscall when the socket is known not ready.
         let n = match d.src.try_read(&mut buf) {
             Ok(0) => {
                 shutdown_write(d.dst);
                 return Ok(Outcome::Done);
             }
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait(d.src, Interest::READABLE, d.src_timeout, act, d.src_stop).await?;
+                continue;
+            }
             Err(_) => return Err(d.src_stop.1),
         };
         act.touch();
         let mut off = 0;
         while off < n {
-            wait(d.dst, Interest::WRITABLE, d.dst_timeout, act, d.dst_stop).await?;
             match d.dst.try_write(&buf[off..n]) {
                 Ok(m) => off += m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait(d.dst, Interest::WRITABLE, d.dst_timeout, act, d.dst_stop).await?;
+                    continue;
+                }
                 Err(_) => return Err(d.dst_stop.1),
             }
             act.touch();
