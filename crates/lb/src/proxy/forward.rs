@@ -203,6 +203,9 @@ async fn buffered(d: &Dir<'_>, act: &Activity, may_switch: bool) -> Result<Outco
         if may_switch && n == buf.len() {
             return Ok(Outcome::Bulk);
         }
+        // try_read/try_write do not count against tokio's cooperative budget; this does, so a
+        // stream that never runs dry still lets other sessions on this worker run.
+        tokio::task::consume_budget().await;
     }
 }
 
