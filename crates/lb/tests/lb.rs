@@ -42,6 +42,19 @@ fn check_accepts_tutorial_config_and_refuses_broken_one_with_location() {
     assert!(err.contains("broken.cfg:8"), "{err}");
     assert!(err.contains("weight"), "{err}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("valid"));
+    // A warning alone does not fail the check, and it names file:line too.
+    std::fs::write(&bad, format!("{DEFAULTS}listen x\n    bind 127.0.0.1:1\n    option tcpka\n    server a 127.0.0.1:2\n")).unwrap();
+    let out = Command::new(warren_bin())
+        .args(["lb", "-c", "-f"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("[WARNING]") && err.contains("broken.cfg:8") && err.contains("tcpka"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -824,4 +837,56 @@ fn checked_servers_start_up_on_the_edge_like_haproxy() {
         rows.iter().find(|r| r["svname"] == "late").unwrap()["stot"],
         "1"
     );
+}
+
+#[test]
+fn timeout_queue_and_timeout_client_end_sessions_with_haproxy_codes() {
+    let (fe, fe2, st, b1) = (free_port(), free_port(), free_port(), free_port());
+    let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let cfg = format!(
+        "global\n    log stderr format raw local0\n{DEFAULTS}    log global\n    option tcplog\n\
+         listen px\n    bind 127.0.0.1:{fe}\n    timeout queue 300ms\n    server s1 127.0.0.1:{b1} maxconn 1\n\
+         listen idle\n    bind 127.0.0.1:{fe2}\n    timeout client 300ms\n    server s1 127.0.0.1:{b1}\n{}",
+        stats_section(st)
+    );
+    let lb = Lb::start(&cfg, st, &[]);
+    let mut first = TcpStream::connect(("127.0.0.1", fe)).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 3];
+    first.read_exact(&mut buf).unwrap();
+    // The second session waits in the queue, then gives up after `timeout queue`.
+    let t0 = Instant::now();
+    assert_eq!(ask(fe), "");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t0.elapsed()
+    );
+    wait_until("sQ logged", Duration::from_secs(5), || {
+        lb.log().contains(" sQ ")
+    });
+    let rows = csv(st, "/stats");
+    let be = rows
+        .iter()
+        .find(|r| r["pxname"] == "px" && r["svname"] == "BACKEND")
+        .unwrap();
+    assert_eq!((be["qcur"].as_str(), be["qmax"].as_str()), ("0", "1"));
+    // An idle client is cut after `timeout client`, logged as a client-side timeout.
+    let mut c = TcpStream::connect(("127.0.0.1", fe2)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut line = [0u8; 3];
+    c.read_exact(&mut line).unwrap();
+    let t0 = Instant::now();
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250) && t0.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        t0.elapsed()
+    );
+    wait_until("cD logged", Duration::from_secs(5), || {
+        lb.log().contains(" cD ")
+    });
 }
