@@ -84,7 +84,7 @@ impl Balancer {
         let mut total = 0i64;
         let mut best = free[0];
         for &i in free {
-            let w = i64::from(servers[i].opts.weight);
+            let w = i64::from(servers[i].weight());
             cur[i] += w;
             total += w;
             if cur[i] > cur[best] {
@@ -103,8 +103,8 @@ impl Balancer {
             let i = free[(start + k) % free.len()];
             let (ci, cb) = (conns(&servers[i]), conns(&servers[best]));
             let (wi, wb) = (
-                u64::from(servers[i].opts.weight),
-                u64::from(servers[best].opts.weight),
+                u64::from(servers[i].weight()),
+                u64::from(servers[best].weight()),
             );
             if ci * wb < cb * wi {
                 best = i;
@@ -129,13 +129,10 @@ fn source_hash(servers: &[Arc<ServerState>], free: &[usize], client: IpAddr) -> 
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    let total: u64 = free
-        .iter()
-        .map(|&i| u64::from(servers[i].opts.weight))
-        .sum();
+    let total: u64 = free.iter().map(|&i| u64::from(servers[i].weight())).sum();
     let mut point = h % total.max(1);
     for &i in free {
-        let w = u64::from(servers[i].opts.weight);
+        let w = u64::from(servers[i].weight());
         if point < w {
             return i;
         }

@@ -1,7 +1,8 @@
 //! The stats socket (`stats socket PATH [mode M] [level L]` in `global`): a UNIX socket taking
 //! HAProxy's non-interactive commands, one line per connection (several joined by `;`):
 //! `show stat`, `show info`, `disable server B/S`, `enable server B/S`,
-//! `set server B/S state ready|drain|maint`, `help`. Changing servers needs level `admin`.
+//! `set server B/S state ready|drain|maint`, `set weight B/S N[%]` (or `set server B/S weight`),
+//! `get weight B/S`, `help`. Changing servers needs level `admin`.
 
 use crate::config::{Level, StatsSocket};
 use crate::state::{Admin, Runtime};
@@ -61,7 +62,7 @@ pub fn execute(rt: &Runtime, level: &Level, cmd: &str) -> String {
     let words: Vec<&str> = cmd.split_whitespace().collect();
     match words.as_slice() {
         [] => String::new(),
-        ["help"] => "Unknown command, but maybe one of the following ones is a better match:\n  help : this message\n  show stat : report counters for each proxy and server\n  show info : report information about the running process\n  disable server <bk>/<srv> : disable a server for maintenance\n  enable server <bk>/<srv> : re-enable a server\n  set server <bk>/<srv> state [ready|drain|maint] : change a server's state\n\n".into(),
+        ["help"] => "Unknown command, but maybe one of the following ones is a better match:\n  help : this message\n  show stat : report counters for each proxy and server\n  show info : report information about the running process\n  disable server <bk>/<srv> : disable a server for maintenance\n  enable server <bk>/<srv> : re-enable a server\n  set server <bk>/<srv> state [ready|drain|maint] : change a server's state\n  set weight <bk>/<srv> (<w>|<w>%) : change a server's weight (also 'set server ... weight')\n  get weight <bk>/<srv> : report a server's current and initial weight\n\n".into(),
         ["show", "stat", ..] => {
             let mut s = crate::stats::csv::render(rt);
             s.push('\n');
@@ -75,6 +76,11 @@ pub fn execute(rt: &Runtime, level: &Level, cmd: &str) -> String {
             "drain" => admin(rt, level, target, Admin::Drain),
             "maint" => admin(rt, level, target, Admin::Maint),
             _ => "'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n\n".into(),
+        },
+        ["set", "server", target, "weight", w] | ["set", "weight", target, w] => set_weight(rt, level, target, w),
+        ["get", "weight", target] => match target.split_once('/').and_then(|(b, s)| rt.find_server(b, s)) {
+            Some((_, s)) => format!("{} (initial {})\n\n", s.weight(), s.opts.weight),
+            None => "No such server.\n\n".into(),
         },
         _ => format!("Unknown command: '{cmd}'. Try 'help'.\n\n"),
     }
@@ -108,6 +114,34 @@ fn admin(rt: &Runtime, level: &Level, target: &str, to: Admin) -> String {
         rt.pid
     );
     "\n".into()
+}
+
+/// `set weight B/S N` or `N%` (of the configured weight), 0..=256 as in the configuration.
+fn set_weight(rt: &Runtime, level: &Level, target: &str, w: &str) -> String {
+    if *level != Level::Admin {
+        return "Permission denied\n\n".into();
+    }
+    let Some((px, srv)) = target
+        .split_once('/')
+        .and_then(|(b, s)| rt.find_server(b, s))
+    else {
+        return "No such server.\n\n".into();
+    };
+    let weight = match w.strip_suffix('%') {
+        Some(pct) => pct
+            .parse::<u64>()
+            .ok()
+            .map(|p| u64::from(srv.opts.weight) * p / 100),
+        None => w.parse::<u64>().ok(),
+    };
+    match weight {
+        Some(n) if n <= 256 => {
+            srv.set_weight(n as u32);
+            px.slot_freed.notify_waiters();
+            "\n".into()
+        }
+        _ => "Weight must be an integer between 0 and 256, or a percentage.\n\n".into(),
+    }
 }
 
 fn info(rt: &Runtime) -> String {

@@ -145,6 +145,8 @@ pub struct ServerState {
     health: Mutex<Health>,
     /// Cached "may receive new sessions" so the balancer reads one atomic.
     pub usable: AtomicBool,
+    /// Current weight: the configured one until `set weight` changes it.
+    weight: std::sync::atomic::AtomicU32,
 }
 
 impl ServerState {
@@ -157,7 +159,7 @@ impl ServerState {
     }
     fn refresh_usable(&self, h: &Health) {
         self.usable.store(
-            h.up && h.admin == Admin::Ready && self.opts.weight > 0,
+            h.up && h.admin == Admin::Ready && self.weight() > 0,
             Relaxed,
         );
     }
@@ -177,6 +179,14 @@ impl ServerState {
         }
         self.refresh_usable(&h);
         r
+    }
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Relaxed)
+    }
+    /// Changes the weight (stats socket); 0 stops new sessions like HAProxy's drain.
+    pub fn set_weight(&self, w: u32) {
+        self.weight.store(w, Relaxed);
+        self.update(|_| ());
     }
     pub fn is_usable(&self) -> bool {
         self.usable.load(Relaxed)
@@ -271,6 +281,7 @@ impl Runtime {
                             counters: Counters::default(),
                             health: Mutex::new(h),
                             usable: AtomicBool::new(false),
+                            weight: std::sync::atomic::AtomicU32::new(s.opts.weight),
                         };
                         st.update(|_| ());
                         Arc::new(st)

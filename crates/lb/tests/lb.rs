@@ -377,6 +377,16 @@ fn stats_socket_disables_and_enables_servers() {
     cmd("enable server px/s2");
     assert_eq!(status(st, "/stats", "px", "s2"), "no check");
     assert!(cmd("disable server px/nope").contains("No such server"));
+    // Weights: 0 drains the server, a percentage scales the configured weight.
+    assert_eq!(cmd("set weight px/s1 0"), "\n");
+    assert_eq!(status(st, "/stats", "px", "s1"), "DRAIN");
+    assert!(cmd("get weight px/s1").starts_with("0 (initial 1)"));
+    for _ in 0..3 {
+        assert_eq!(ask(fe), "s2");
+    }
+    assert_eq!(cmd("set server px/s1 weight 100%"), "\n");
+    assert!(cmd("get weight px/s1").starts_with("1 (initial 1)"));
+    assert!(cmd("set weight px/s1 999").contains("between 0 and 256"));
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -48,12 +48,11 @@ impl Row {
 pub fn server_status(s: &ServerState) -> (String, &'static str) {
     let h = s.health();
     let (rise, fall) = (s.opts.rise, s.opts.fall);
-    let side = if s.opts.backup { "backup" } else { "active" };
     if h.admin == Admin::Maint {
         return ("MAINT".into(), "maintain");
     }
     if !s.checked() {
-        let st = if h.admin == Admin::Drain {
+        let st = if h.admin == Admin::Drain || s.weight() == 0 {
             "DRAIN"
         } else {
             "no check"
@@ -106,8 +105,7 @@ pub fn server_status(s: &ServerState) -> (String, &'static str) {
             },
         )
     };
-    let _ = side;
-    if h.admin == Admin::Drain && h.up {
+    if (h.admin == Admin::Drain || s.weight() == 0) && h.up {
         return ("DRAIN".into(), "draining");
     }
     (text, class)
@@ -209,16 +207,16 @@ pub fn rows(rt: &Runtime) -> Vec<(std::sync::Arc<ProxyState>, Vec<Row>)> {
                     };
                     r.set("status", status);
                     r.class = class;
-                    r.set("weight", s.opts.weight);
+                    r.set("weight", s.weight());
                     r.set("act", u8::from(!s.opts.backup));
                     r.set("bck", u8::from(s.opts.backup));
                     if s.is_usable() {
                         if s.opts.backup {
                             bck += 1;
-                            bck_weight += u64::from(s.opts.weight);
+                            bck_weight += u64::from(s.weight());
                         } else {
                             act += 1;
-                            total_weight += u64::from(s.opts.weight);
+                            total_weight += u64::from(s.weight());
                         }
                     }
                     r.set("lastchg", since.as_secs());
@@ -282,7 +280,7 @@ pub fn rows(rt: &Runtime) -> Vec<(std::sync::Arc<ProxyState>, Vec<Row>)> {
                         p.servers
                             .iter()
                             .find(|s| s.opts.backup && s.is_usable())
-                            .map_or(0, |s| u64::from(s.opts.weight))
+                            .map_or(0, |s| u64::from(s.weight()))
                     };
                 }
                 r.set("weight", total_weight);
