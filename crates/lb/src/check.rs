@@ -2,11 +2,12 @@
 //! (`option httpchk`, `http-check send`/`expect status`) and AMQP (`option amqp-check`: send the
 //! 0-9-1 protocol header, expect a `connection.start` method frame).
 //!
-//! State machine (as HAProxy): `health` runs from 0 to `rise + fall - 1`; a server is UP while
-//! `health >= rise`. A checked server starts UP with `health == rise`, so its first failure takes
-//! it DOWN; afterwards it needs `fall` consecutive failures to go DOWN and `rise` consecutive
-//! successes to come back. Intervals: `inter` when stable, `fastinter` while transitioning,
-//! `downinter` while fully DOWN. Going DOWN never cuts established sessions.
+//! State machine (as HAProxy 2.6, checked against it): `health` runs from 0 to `rise + fall - 1`;
+//! a server is UP while `health >= rise`. A checked server starts UP with `health == rise`, so its
+//! first failure takes it DOWN; a DOWN server needs `rise` consecutive successes and then gets full
+//! health, after which `fall` consecutive failures take it DOWN. Intervals: `inter` when stable,
+//! `fastinter` while transitioning, `downinter` while fully DOWN. Going DOWN never cuts
+//! established sessions.
 
 use crate::config::HealthCheck;
 use crate::state::{Admin, CheckResult, ProxyState, Runtime, ServerState};
@@ -84,7 +85,9 @@ pub fn apply(rt: &Runtime, px: &ProxyState, s: &ServerState, r: CheckResult) {
             }
             if !h.up && h.health >= rise {
                 h.up = true;
-                h.health = h.health.max(rise);
+                // HAProxy 2.6 (checked against it): a server coming UP gets full health at
+                // once, so it shows "UP", not "UP 1/3", and needs `fall` failures to go DOWN.
+                h.health = rise + fall - 1;
             }
         } else {
             if h.up {

@@ -139,6 +139,13 @@ fn killed_backend_goes_down_after_fall_checks_and_comes_back_after_rise() {
     wait_until("s2 back UP", Duration::from_secs(10), || {
         status(st, "/stats", "px", "s2").starts_with("UP")
     });
+    // As HAProxy 2.6: back UP means full health at once ("UP", not "UP 1/3").
+    let rows = csv(st, "/stats");
+    let s2 = rows.iter().find(|r| r["svname"] == "s2").unwrap();
+    assert_eq!(
+        (s2["status"].as_str(), s2["check_health"].as_str()),
+        ("UP", "4")
+    );
     let got: Vec<String> = (0..6).map(|_| ask(fe)).collect();
     assert!(got.contains(&"s2".to_string()), "{got:?}");
 }
