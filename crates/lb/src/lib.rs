@@ -185,10 +185,11 @@ async fn serve(
     }
     check::spawn_all(&rt);
 
-    let (Ok(mut usr1), Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut usr1), Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::user_defined1()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         eprintln!("[ALERT] cannot install signal handlers");
         return ExitCode::from(1);
@@ -197,10 +198,14 @@ async fn serve(
     daemon::signal(&cli.soft_stop, libc::SIGUSR1);
     daemon::signal(&cli.hard_stop, libc::SIGTERM);
 
-    tokio::select! {
-        _ = usr1.recv() => {}
-        _ = term.recv() => return ExitCode::SUCCESS,
-        _ = int.recv() => return ExitCode::SUCCESS,
+    loop {
+        tokio::select! {
+            _ = usr1.recv() => break,
+            _ = term.recv() => return ExitCode::SUCCESS,
+            _ = int.recv() => return ExitCode::SUCCESS,
+            // As HAProxy: SIGHUP reports every server's state instead of ending the process.
+            _ = hup.recv() => dump_states(&rt),
+        }
     }
     // Soft stop: close listeners, let sessions finish, then exit (SIGTERM cuts it short).
     rt.stopping.store(true, Relaxed);
@@ -224,6 +229,24 @@ async fn serve(
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             _ = term.recv() => return ExitCode::SUCCESS,
             _ = int.recv() => return ExitCode::SUCCESS,
+        }
+    }
+}
+
+/// SIGHUP: one line per server with its state, like HAProxy's state dump.
+fn dump_states(rt: &state::Runtime) {
+    for p in rt.proxies.iter().filter(|p| !p.servers.is_empty()) {
+        for s in &p.servers {
+            let (status, _) = stats::server_status(s);
+            let msg = format!(
+                "SIGHUP: Server {}/{} is {status}. Conn: {} act, 0 pend, {} tot.",
+                p.cfg.name,
+                s.name,
+                s.counters.scur.load(Relaxed),
+                s.counters.stot.load(Relaxed)
+            );
+            eprintln!("[NOTICE] ({}) : {msg}", rt.pid);
+            p.logger.send(config::logtarget::NOTICE, &msg);
         }
     }
 }

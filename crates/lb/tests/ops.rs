@@ -76,7 +76,7 @@ fn stats_socket_disables_and_enables_servers() {
         sock.display(),
         stats_section(st)
     );
-    let _lb = Lb::start(&cfg, st, &[]);
+    let mut lb = Lb::start(&cfg, st, &[]);
     let cmd = |c: &str| {
         let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("stats socket");
         s.write_all(format!("{c}\n").as_bytes()).unwrap();
@@ -110,6 +110,20 @@ fn stats_socket_disables_and_enables_servers() {
     assert_eq!(cmd("set server px/s1 weight 100%"), "\n");
     assert!(cmd("get weight px/s1").starts_with("1 (initial 1)"));
     assert!(cmd("set weight px/s1 999").contains("between 0 and 256"));
+    // SIGHUP dumps server states and keeps running, as HAProxy.
+    let pid = lb.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_until("SIGHUP state dump", Duration::from_secs(5), || {
+        lb.log().contains("SIGHUP: Server px/s2 is no check")
+    });
+    assert!(
+        lb.child.try_wait().unwrap().is_none(),
+        "SIGHUP ended the process"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
