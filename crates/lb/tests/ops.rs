@@ -531,3 +531,24 @@ fn timeout_queue_and_timeout_client_end_sessions_with_haproxy_codes() {
         lb.log().contains(" cD ")
     });
 }
+
+#[test]
+fn timeout_tunnel_supersedes_client_and_server_timeouts() {
+    let (fe, b1) = (free_port(), free_port());
+    let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let cfg = format!(
+        "defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 200ms\n    timeout server 200ms\n    timeout tunnel 5s\n\
+         listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n"
+    );
+    let _lb = Lb::start(&cfg, fe, &[]);
+    let mut c = TcpStream::connect(("127.0.0.1", fe)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 3];
+    c.read_exact(&mut buf).unwrap();
+    // Idle for three client/server timeouts: only the tunnel timeout counts now.
+    std::thread::sleep(Duration::from_millis(700));
+    c.write_all(b"ping").unwrap();
+    let mut echo = [0u8; 4];
+    c.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"ping");
+}

@@ -113,6 +113,10 @@ pub struct Timeouts {
     pub server: Option<Duration>,
     pub check: Option<Duration>,
     pub queue: Option<Duration>,
+    /// Supersedes `client` and `server` once connected (TCP mode has no analysers).
+    pub tunnel: Option<Duration>,
+    pub client_fin: Option<Duration>,
+    pub server_fin: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -119,14 +119,7 @@ const IGNORED_OPTIONS: &[&str] = &[
     "accept-invalid-http-request",
     "accept-invalid-http-response",
 ];
-const IGNORED_TIMEOUTS: &[&str] = &[
-    "http-request",
-    "http-keep-alive",
-    "tunnel",
-    "client-fin",
-    "server-fin",
-    "tarpit",
-];
+const IGNORED_TIMEOUTS: &[&str] = &["http-request", "http-keep-alive", "tarpit"];
 
 impl Default for Parser {
     fn default() -> Self {
@@ -409,6 +402,9 @@ impl Parser {
                     "server" => p.timeouts.server = Some(value),
                     "check" => p.timeouts.check = Some(value),
                     "queue" => p.timeouts.queue = Some(value),
+                    "tunnel" => p.timeouts.tunnel = Some(value),
+                    "client-fin" => p.timeouts.client_fin = Some(value),
+                    "server-fin" => p.timeouts.server_fin = Some(value),
                     t if IGNORED_TIMEOUTS.contains(&t) => {
                         self.diags.warning(loc, format!("'timeout {t}' is not supported and ignored"))
                     }

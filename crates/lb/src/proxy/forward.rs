@@ -62,11 +62,45 @@ impl Activity {
     }
 }
 
+/// The timeouts that apply to a session (`timeout tunnel`, when set, is passed as both `client`
+/// and `server`, which it supersedes in TCP mode).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timeouts {
+    pub client: Option<Duration>,
+    pub server: Option<Duration>,
+    /// `timeout client-fin`/`server-fin`: replace the side's timeout once it has half-closed.
+    pub client_fin: Option<Duration>,
+    pub server_fin: Option<Duration>,
+}
+
+/// One side's current inactivity timeout; changes when that side half-closes.
+struct SideTimeout(AtomicU64);
+
+impl SideTimeout {
+    fn new(t: Option<Duration>) -> SideTimeout {
+        let s = SideTimeout(AtomicU64::new(u64::MAX));
+        s.set(t);
+        s
+    }
+    fn set(&self, t: Option<Duration>) {
+        self.0.store(
+            t.map_or(u64::MAX, |d| d.as_millis().min(u64::MAX as u128 - 1) as u64),
+            Relaxed,
+        );
+    }
+    fn get(&self) -> Option<Duration> {
+        match self.0.load(Relaxed) {
+            u64::MAX => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+}
+
 struct Dir<'a> {
     src: &'a TcpStream,
     dst: &'a TcpStream,
-    src_timeout: Option<Duration>,
-    dst_timeout: Option<Duration>,
+    src_timeout: &'a SideTimeout,
+    dst_timeout: &'a SideTimeout,
     /// What a read-side timeout/error and a write-side timeout/error mean.
     src_stop: (Stop, Stop),
     dst_stop: (Stop, Stop),
@@ -77,14 +111,15 @@ struct Dir<'a> {
 pub async fn run(
     client: &TcpStream,
     server: &TcpStream,
-    client_timeout: Option<Duration>,
-    server_timeout: Option<Duration>,
+    t: Timeouts,
     sinks: Sinks<'_>,
 ) -> Result<(), Stop> {
     let act = Activity {
         base: Instant::now(),
         last_ms: AtomicU64::new(0),
     };
+    let (client_timeout, server_timeout) =
+        (&SideTimeout::new(t.client), &SideTimeout::new(t.server));
     let up = Dir {
         src: client,
         dst: server,
@@ -109,8 +144,21 @@ pub async fn run(
     let (mut a_done, mut b_done) = (false, false);
     while !(a_done && b_done) {
         tokio::select! {
-            r = &mut a, if !a_done => { a_done = true; r? }
-            r = &mut b, if !b_done => { b_done = true; r? }
+            r = &mut a, if !a_done => {
+                a_done = true;
+                r?;
+                // The client half-closed: `timeout client-fin` now guards the client side.
+                if t.client_fin.is_some() {
+                    client_timeout.set(t.client_fin);
+                }
+            }
+            r = &mut b, if !b_done => {
+                b_done = true;
+                r?;
+                if t.server_fin.is_some() {
+                    server_timeout.set(t.server_fin);
+                }
+            }
         }
     }
     Ok(())
@@ -119,14 +167,15 @@ pub async fn run(
 async fn wait(
     s: &TcpStream,
     interest: Interest,
-    t: Option<Duration>,
+    timeout: &SideTimeout,
     act: &Activity,
     stop: (Stop, Stop),
 ) -> Result<(), Stop> {
-    let Some(t) = t else {
-        return s.ready(interest).await.map(|_| ()).map_err(|_| stop.1);
-    };
     loop {
+        // Re-read each round: a half-close may have switched this side to its `-fin` timeout.
+        let Some(t) = timeout.get() else {
+            return s.ready(interest).await.map(|_| ()).map_err(|_| stop.1);
+        };
         // `biased`: look at readiness first, so a ready socket never arms the timer.
         tokio::select! {
             biased;

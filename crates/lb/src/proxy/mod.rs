@@ -347,12 +347,21 @@ async fn relay(
     peer: SocketAddr,
     session: [&AtomicU64; 2],
 ) -> Result<(), forward::Stop> {
-    let timeouts = (fe.cfg.timeouts.client, be.cfg.timeouts.server);
+    // As HAProxy in TCP mode: `timeout tunnel` (a backend setting) supersedes client and server
+    // timeouts as soon as the connection is established; `-fin` timeouts apply after a half-close
+    // (client-fin is a frontend setting, server-fin a backend one).
+    let tunnel = be.cfg.timeouts.tunnel;
+    let timeouts = forward::Timeouts {
+        client: tunnel.or(fe.cfg.timeouts.client),
+        server: tunnel.or(be.cfg.timeouts.server),
+        client_fin: fe.cfg.timeouts.client_fin,
+        server_fin: be.cfg.timeouts.server_fin,
+    };
     if let Some(version) = srv.opts.send_proxy {
         let local = client.local_addr().unwrap_or(peer);
         let header = proxy_header(version, peer, local);
         let write = write_all(server, &header);
-        let r = match timeouts.1 {
+        let r = match timeouts.server {
             Some(t) => tokio::time::timeout(t, write)
                 .await
                 .unwrap_or(Err(std::io::ErrorKind::TimedOut.into())),
@@ -364,7 +373,7 @@ async fn relay(
         to_server: [&fe.fe.bin, &be.be.bin, &srv.counters.bin, session[0]],
         to_client: [&fe.fe.bout, &be.be.bout, &srv.counters.bout, session[1]],
     };
-    forward::run(client, server, timeouts.0, timeouts.1, sinks).await
+    forward::run(client, server, timeouts, sinks).await
 }
 
 /// Writes a small buffer through a shared stream reference (`&TcpStream` has no `AsyncWrite`).
