@@ -44,7 +44,7 @@ fn check_accepts_tutorial_config_and_refuses_broken_one_with_location() {
     assert!(err.contains("weight"), "{err}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("valid"));
     // A warning alone does not fail the check, and it names file:line too.
-    std::fs::write(&bad, format!("{DEFAULTS}listen x\n    bind 127.0.0.1:1\n    option tcpka\n    server a 127.0.0.1:2\n")).unwrap();
+    std::fs::write(&bad, format!("{DEFAULTS}listen x\n    bind 127.0.0.1:1\n    option contstats\n    server a 127.0.0.1:2\n")).unwrap();
     let out = Command::new(warren_bin())
         .args(["lb", "-c", "-f"])
         .arg(&bad)
@@ -53,7 +53,7 @@ fn check_accepts_tutorial_config_and_refuses_broken_one_with_location() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
-        err.contains("[WARNING]") && err.contains("broken.cfg:8") && err.contains("tcpka"),
+        err.contains("[WARNING]") && err.contains("broken.cfg:8") && err.contains("contstats"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(dir);

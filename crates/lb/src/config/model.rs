@@ -215,6 +215,9 @@ pub struct Proxy {
     pub retries: u32,
     pub redispatch: bool,
     pub allbackups: bool,
+    /// `option clitcpka`/`srvtcpka`/`tcpka`: TCP keepalive on client/server sockets.
+    pub cli_tcpka: bool,
+    pub srv_tcpka: bool,
     pub tcplog: bool,
     pub httplog: bool,
     pub dontlognull: bool,
@@ -245,6 +248,8 @@ impl Proxy {
             retries: 3,
             redispatch: false,
             allbackups: false,
+            cli_tcpka: false,
+            srv_tcpka: false,
             tcplog: false,
             httplog: false,
             dontlognull: false,

@@ -91,9 +91,6 @@ const IGNORED_PROXY: &[&str] = &[
     "cookie",
 ];
 const IGNORED_OPTIONS: &[&str] = &[
-    "tcpka",
-    "clitcpka",
-    "srvtcpka",
     "log-health-checks",
     "splice-auto",
     "splice-request",
@@ -464,6 +461,9 @@ impl Parser {
         match name {
             "redispatch" => p.redispatch = enable,
             "allbackups" => p.allbackups = enable,
+            "tcpka" => (p.cli_tcpka, p.srv_tcpka) = (enable, enable),
+            "clitcpka" => p.cli_tcpka = enable,
+            "srvtcpka" => p.srv_tcpka = enable,
             "tcplog" => p.tcplog = enable,
             "httplog" => p.httplog = enable,
             "dontlognull" => p.dontlognull = enable,

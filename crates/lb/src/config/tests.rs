@@ -117,12 +117,12 @@ fn defaults_are_inherited_and_reset() {
 #[test]
 fn unsupported_directives_warn_with_location() {
     let (_, d) = ok(&format!(
-        "{BASE}listen a\n bind :1\n option tcpka\n server s 127.0.0.1:2\n"
+        "{BASE}listen a\n bind :1\n option contstats\n server s 127.0.0.1:2\n"
     ));
     assert!(
         d.warnings
             .iter()
-            .any(|w| w.contains("t.cfg:8") && w.contains("tcpka")),
+            .any(|w| w.contains("t.cfg:8") && w.contains("contstats")),
         "{:?}",
         d.warnings
     );
@@ -184,4 +184,13 @@ fn nbthread_and_config_directories() {
     let cfg = cfg.unwrap_or_else(|| panic!("{:?}", d.errors));
     assert_eq!(cfg.global.maxconn, Some(77));
     assert_eq!(cfg.proxies.len(), 1);
+}
+
+#[test]
+fn tcp_keepalive_options() {
+    let (cfg, d) = ok(&format!(
+        "{BASE} option tcpka\nlisten a\n bind :1\n no option srvtcpka\n server s 127.0.0.1:2\n"
+    ));
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    assert!(cfg.proxies[0].cli_tcpka && !cfg.proxies[0].srv_tcpka);
 }

@@ -53,6 +53,9 @@ pub async fn accept_loop(
         match accepted {
             Ok((sock, peer)) => {
                 let _ = sock.set_nodelay(true);
+                if fe.cfg.cli_tcpka {
+                    let _ = socket2::SockRef::from(&sock).set_keepalive(true);
+                }
                 tokio::spawn(session(rt.clone(), fe.clone(), sock, peer, [g, f]));
             }
             Err(e) => {
@@ -283,6 +286,9 @@ async fn session(
             srv.counters.rate.hit(now_ms);
             srv.counters.last_sess_ms.store(rt.now_ms() + 1, Relaxed);
             let _ = server.set_nodelay(true);
+            if be.cfg.srv_tcpka {
+                let _ = socket2::SockRef::from(&server).set_keepalive(true);
+            }
             let result = relay(&fe, &be, &srv, &client, &server, peer, [&up, &down]).await;
             let term = match result {
                 Ok(()) => ['-', '-'],
