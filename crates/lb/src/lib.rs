@@ -57,11 +57,25 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
+    // Like HAProxy's threads: every thread runs its own event loop with its own SO_REUSEPORT copy
+    // of each listener, and the kernel spreads new connections over them. No session ever moves
+    // between threads, which keeps wake-ups local (the stats page needs only one copy).
+    let threads = cfg
+        .global
+        .nbthread
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut listeners = Vec::new();
     for (i, p) in cfg.proxies.iter().enumerate() {
-        for b in &p.binds {
+        let copies = if p.is_stats() { 1 } else { threads };
+        for b in p
+            .binds
+            .iter()
+            .flat_map(|b| std::iter::repeat_n(b, copies))
+            .enumerate()
+        {
+            let (k, b) = (b.0 % copies, b.1);
             match proxy::bind(b.addr) {
-                Ok(l) => listeners.push((i, l)),
+                Ok(l) => listeners.push((i, k, l)),
                 Err(e) => {
                     eprintln!(
                         "[ALERT] Starting {} {}: cannot bind socket ({e}) [{}]",
@@ -116,16 +130,11 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         }
     }
 
-    // `nbthread 1` gets a single-threaded runtime; otherwise one worker per thread asked for
-    // (default: one per CPU, like HAProxy 2.x).
-    let mut builder = match cfg.global.nbthread {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        _ => tokio::runtime::Builder::new_multi_thread(),
-    };
-    if let Some(n) = cfg.global.nbthread.filter(|n| *n > 1) {
-        builder.worker_threads(n);
-    }
-    let runtime = match builder.enable_all().build() {
+    // The first thread's event loop also runs health checks, the stats page and the socket.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("[ALERT] cannot start the runtime: {e}");
@@ -140,7 +149,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
 async fn serve(
     cfg: config::Config,
-    listeners: Vec<(usize, std::net::TcpListener)>,
+    listeners: Vec<(usize, usize, std::net::TcpListener)>,
     sockets: Vec<(std::os::unix::net::UnixListener, config::Level)>,
     cli: cli::Cli,
 ) -> ExitCode {
@@ -153,26 +162,50 @@ async fn serve(
         .iter()
         .map(|p| Arc::new(tokio::sync::Semaphore::new(p.frontend_maxconn as usize)))
         .collect();
-    for (i, l) in listeners {
-        let l = match tokio::net::TcpListener::from_std(l) {
-            Ok(l) => l,
-            Err(e) => {
+    let mut per_thread: std::collections::BTreeMap<usize, Vec<(usize, std::net::TcpListener)>> =
+        Default::default();
+    for (i, k, l) in listeners {
+        per_thread.entry(k).or_default().push((i, l));
+    }
+    let shared = Shared {
+        rt: rt.clone(),
+        global,
+        frontends,
+        stop: stop_rx.clone(),
+    };
+    for (k, group) in per_thread {
+        if k == 0 {
+            if let Err(e) = start_listeners(&shared, group) {
                 eprintln!("[ALERT] cannot register listener: {e}");
                 return ExitCode::from(1);
             }
-        };
-        let px = rt.proxies[i].clone();
-        if px.cfg.is_stats() {
-            tokio::spawn(stats::http::serve(rt.clone(), px, l, stop_rx.clone()));
-        } else {
-            tokio::spawn(proxy::accept_loop(
-                rt.clone(),
-                px,
-                l,
-                global.clone(),
-                frontends[i].clone(),
-                stop_rx.clone(),
-            ));
+            continue;
+        }
+        let shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("warren-lb-{k}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("[ALERT] thread {k}: cannot start its event loop: {e}");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    if let Err(e) = start_listeners(&shared, group) {
+                        eprintln!("[ALERT] thread {k}: cannot register listener: {e}");
+                    }
+                    // Sessions of this thread live until the process exits (main decides when).
+                    std::future::pending::<()>().await
+                });
+            });
+        if let Err(e) = spawned {
+            eprintln!("[ALERT] cannot start thread {k}: {e}");
+            return ExitCode::from(1);
         }
     }
     for (l, level) in sockets {
@@ -231,6 +264,36 @@ async fn serve(
             _ = int.recv() => return ExitCode::SUCCESS,
         }
     }
+}
+
+/// What every thread's accept loops share.
+#[derive(Clone)]
+struct Shared {
+    rt: Arc<state::Runtime>,
+    global: Arc<tokio::sync::Semaphore>,
+    frontends: Vec<Arc<tokio::sync::Semaphore>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Registers listeners with the current thread's event loop and starts serving them.
+fn start_listeners(sh: &Shared, group: Vec<(usize, std::net::TcpListener)>) -> std::io::Result<()> {
+    for (i, l) in group {
+        let l = tokio::net::TcpListener::from_std(l)?;
+        let px = sh.rt.proxies[i].clone();
+        if px.cfg.is_stats() {
+            tokio::spawn(stats::http::serve(sh.rt.clone(), px, l, sh.stop.clone()));
+        } else {
+            tokio::spawn(proxy::accept_loop(
+                sh.rt.clone(),
+                px,
+                l,
+                sh.global.clone(),
+                sh.frontends[i].clone(),
+                sh.stop.clone(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// SIGHUP: one line per server with its state, like HAProxy's state dump.

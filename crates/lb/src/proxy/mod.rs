@@ -41,29 +41,33 @@ pub async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        // Accept, then wait for a global and a frontend slot before serving. (Waiting for the
+        // slots first, as a single-threaded HAProxy does, could let one thread hold the last slot
+        // while the connection sits in another thread's listener.) So at most one connection
+        // per thread waits accepted-but-unserved beyond `maxconn`; the rest stay in the backlog.
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let (sock, peer) = match accepted {
+            Ok(ok) => ok,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                eprintln!("[WARNING] {}: accept failed: {e}", fe.cfg.name);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let permits = tokio::select! {
             p = async { (global.clone().acquire_owned().await, frontend.clone().acquire_owned().await) } => p,
             _ = stop.wait_for(|s| *s) => return,
         };
         let (Ok(g), Ok(f)) = permits else { return };
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        match accepted {
-            Ok((sock, peer)) => {
-                let _ = sock.set_nodelay(true);
-                if fe.cfg.cli_tcpka {
-                    let _ = socket2::SockRef::from(&sock).set_keepalive(true);
-                }
-                tokio::spawn(session(rt.clone(), fe.clone(), sock, peer, [g, f]));
-            }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                eprintln!("[WARNING] {}: accept failed: {e}", fe.cfg.name);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        let _ = sock.set_nodelay(true);
+        if fe.cfg.cli_tcpka {
+            let _ = socket2::SockRef::from(&sock).set_keepalive(true);
         }
+        tokio::spawn(session(rt.clone(), fe.clone(), sock, peer, [g, f]));
     }
 }
 
