@@ -81,6 +81,7 @@ for p in "$BE" "$WP" "$HP"; do
 done
 
 cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
+LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
 declare -A R
 for t in direct warren haproxy; do
   case $t in direct) A="127.0.0.1:$BE";; warren) A="127.0.0.1:$WP";; haproxy) A="127.0.0.1:$HP";; esac
@@ -101,7 +102,7 @@ sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a - b }'; }
 wa50=$(sub "${R[warren.p50]}" "${R[direct.p50]}"); ha50=$(sub "${R[haproxy.p50]}" "${R[direct.p50]}")
 wa99=$(sub "${R[warren.p99]}" "${R[direct.p99]}"); ha99=$(sub "${R[haproxy.p99]}" "${R[direct.p99]}")
 echo
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $("$HAPROXY" -v | head -1 | cut -d' ' -f1-3), SECS=$SECS RTT=$RTT THREADS=$THREADS"
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores (load average $LOAD_BEFORE before the run), $("$HAPROXY" -v | head -1 | cut -d' ' -f1-3), SECS=$SECS RTT=$RTT THREADS=$THREADS"
 echo
 echo "| Metric | direct (no LB) | warren lb | HAProxy 2.6 | warren / HAProxy |"
 echo "|---|---|---|---|---|"
