@@ -74,7 +74,7 @@ fn round_robin_spreads_over_three_backends() {
         Backend::start(b3, "s3", Behaviour::NameEcho),
     ];
     let cfg = format!(
-        "{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    balance roundrobin\n    server s1 127.0.0.1:{b1}\n    server s2 127.0.0.1:{b2}\n    server s3 127.0.0.1:{b3}\n{}",
+        "global\n    nbthread 1\n{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    balance roundrobin\n    server s1 127.0.0.1:{b1}\n    server s2 127.0.0.1:{b2}\n    server s3 127.0.0.1:{b3}\n{}",
         stats_section(st)
     );
     // Readiness is probed on the stats port so that no probe session skews the rotation.

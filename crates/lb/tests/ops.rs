@@ -217,7 +217,8 @@ fn bulk_transfer_is_intact_and_counted() {
     let (fe, st, b1) = (free_port(), free_port(), free_port());
     let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
     let cfg = format!(
-        "{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n{}",
+        // More threads than cores (and listener copies) must work too.
+        "global\n    nbthread 3\n{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n{}",
         stats_section(st)
     );
     let _lb = Lb::start(&cfg, st, &[]);
