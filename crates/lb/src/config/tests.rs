@@ -194,3 +194,113 @@ fn tcp_keepalive_options() {
     assert!(d.warnings.is_empty(), "{:?}", d.warnings);
     assert!(cfg.proxies[0].cli_tcpka && !cfg.proxies[0].srv_tcpka);
 }
+
+/// A cheap fuzz: random lines built from real keywords, odd values and quoting never panic,
+/// and every refusal carries a location.
+#[test]
+fn random_configurations_never_panic() {
+    const WORDS: &[&str] = &[
+        "global",
+        "defaults",
+        "listen",
+        "frontend",
+        "backend",
+        "bind",
+        "server",
+        "default-server",
+        "mode",
+        "tcp",
+        "http",
+        "balance",
+        "roundrobin",
+        "first",
+        "timeout",
+        "connect",
+        "client",
+        "queue",
+        "tunnel",
+        "check",
+        "inter",
+        "rise",
+        "fall",
+        "weight",
+        "backup",
+        "port",
+        "maxconn",
+        "retries",
+        "option",
+        "no",
+        "httpchk",
+        "amqp-check",
+        "http-check",
+        "send",
+        "hdr",
+        "expect",
+        "status",
+        "stats",
+        "uri",
+        "auth",
+        "socket",
+        "level",
+        "admin",
+        "use_backend",
+        "default_backend",
+        "a",
+        "b",
+        "px",
+        "s1",
+        ":80",
+        "*:81",
+        "[::]:82",
+        "127.0.0.1:83",
+        "127.0.0.1",
+        "[::1",
+        "1-",
+        "65536",
+        "0",
+        "-1",
+        "5s",
+        "100ms",
+        "9999999999d",
+        "\"",
+        "'",
+        "\\",
+        "#",
+        "${X}",
+        "\"a b\"",
+        "u:p",
+        "/tmp/x.sock",
+        "600",
+        "",
+        "\t",
+        "ipv6@::1:1",
+    ];
+    // No `log` and no word with a host-name-and-port shape: a host name would be resolved
+    // through DNS, and these tests must not leave the machine.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for _ in 0..3000 {
+        let mut text = String::new();
+        for _ in 0..next(12) {
+            for _ in 0..next(7) {
+                text.push_str(WORDS[next(WORDS.len())]);
+                text.push(' ');
+            }
+            text.push('\n');
+        }
+        let (cfg, d) = load_str("f.cfg", &text);
+        if cfg.is_none() {
+            assert!(!d.errors.is_empty());
+            assert!(
+                d.errors.iter().all(|e| e.contains("f.cfg:")),
+                "{:?}\n{text}",
+                d.errors
+            );
+        }
+    }
+}
