@@ -553,3 +553,51 @@ fn timeout_tunnel_supersedes_client_and_server_timeouts() {
     c.read_exact(&mut echo).unwrap();
     assert_eq!(&echo, b"ping");
 }
+
+#[test]
+fn garbage_on_the_stats_page_and_socket_is_refused_without_harm() {
+    let st = free_port();
+    let dir = temp_dir("garbage");
+    let sock = dir.join("s.sock");
+    let cfg = format!(
+        "global\n    stats socket {}\n{}",
+        sock.display(),
+        stats_section(st)
+    );
+    let mut lb = Lb::start(&cfg, st, &[]);
+    let send = |bytes: &[u8]| {
+        let mut c = TcpStream::connect(("127.0.0.1", st)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = c.write_all(bytes);
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).to_string()
+    };
+    assert!(send(&[0xff; 9000]).starts_with("HTTP/1.0 400"));
+    assert!(send(b"\x00\x01\x02\r\n\r\n").starts_with("HTTP/1.0 400"));
+    assert!(send(b"GET /elsewhere HTTP/1.1\r\n\r\n").starts_with("HTTP/1.0 503"));
+    assert!(send(b"POST /stats HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 405"));
+    assert!(
+        send(b"GET /stats HTTP/1.0\r\nAuthorization: Basic !!!\r\n\r\n")
+            .starts_with("HTTP/1.0 200")
+    );
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    s.write_all(&[0xfe; 5000]).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    s.write_all(b"disable server px/s1\n").unwrap();
+    out.clear();
+    s.read_to_string(&mut out).unwrap();
+    assert!(
+        out.contains("Permission denied"),
+        "operator level must not change servers: {out}"
+    );
+    assert!(
+        lb.child.try_wait().unwrap().is_none(),
+        "the process died: {}",
+        lb.log()
+    );
+    assert_eq!(http_get(st, "/stats;csv", None).0, 200);
+    let _ = std::fs::remove_dir_all(dir);
+}

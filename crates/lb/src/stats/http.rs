@@ -69,6 +69,17 @@ async fn handle(rt: &Runtime, px: &ProxyState, mut sock: TcpStream) -> std::io::
     let request = lines.next().unwrap_or("");
     let mut parts = request.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let version = parts.next().unwrap_or("");
+    if !target.starts_with('/') || !version.starts_with("HTTP/1.") || parts.next().is_some() {
+        return respond(
+            &mut sock,
+            "400 Bad Request",
+            "text/plain",
+            &[],
+            "bad request\n",
+        )
+        .await;
+    }
     let stats = &px.cfg.stats;
     if !stats.auth.is_empty() {
         let authorised = lines
