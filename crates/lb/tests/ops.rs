@@ -577,6 +577,11 @@ fn garbage_on_the_stats_page_and_socket_is_refused_without_harm() {
     assert!(send(b"\x00\x01\x02\r\n\r\n").starts_with("HTTP/1.0 400"));
     assert!(send(b"GET /elsewhere HTTP/1.1\r\n\r\n").starts_with("HTTP/1.0 503"));
     assert!(send(b"POST /stats HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 405"));
+    let head = send(b"HEAD /stats HTTP/1.0\r\n\r\n");
+    assert!(
+        head.starts_with("HTTP/1.0 200") && !head.contains("<html"),
+        "{head}"
+    );
     assert!(
         send(b"GET /stats HTTP/1.0\r\nAuthorization: Basic !!!\r\n\r\n")
             .starts_with("HTTP/1.0 200")

@@ -48,6 +48,7 @@ async fn handle(rt: &Runtime, px: &ProxyState, mut sock: TcpStream) -> std::io::
         if buf.len() > 8192 {
             return respond(
                 &mut sock,
+                true,
                 "400 Bad Request",
                 "text/plain",
                 &[],
@@ -73,6 +74,7 @@ async fn handle(rt: &Runtime, px: &ProxyState, mut sock: TcpStream) -> std::io::
     if !target.starts_with('/') || !version.starts_with("HTTP/1.") || parts.next().is_some() {
         return respond(
             &mut sock,
+            true,
             "400 Bad Request",
             "text/plain",
             &[],
@@ -100,12 +102,13 @@ async fn handle(rt: &Runtime, px: &ProxyState, mut sock: TcpStream) -> std::io::
         if !authorised {
             let realm = stats.realm.replace('"', "");
             let hdr = format!("WWW-Authenticate: Basic realm=\"{realm}\"\r\n");
-            return respond(&mut sock, "401 Unauthorized", "text/html", &[&hdr], "<html><body><h1>401 Unauthorized</h1>\nYou need a valid user and password to access this content.\n</body></html>\n").await;
+            return respond(&mut sock, true, "401 Unauthorized", "text/html", &[&hdr], "<html><body><h1>401 Unauthorized</h1>\nYou need a valid user and password to access this content.\n</body></html>\n").await;
         }
     }
     if method != "GET" && method != "HEAD" {
         return respond(
             &mut sock,
+            true,
             "405 Method Not Allowed",
             "text/plain",
             &[],
@@ -117,7 +120,7 @@ async fn handle(rt: &Runtime, px: &ProxyState, mut sock: TcpStream) -> std::io::
     let uri = stats.uri.as_str();
     // HAProxy matches the stats URI as a prefix; options follow as `;csv`, `;norefresh`.
     let Some(rest) = target.strip_prefix(uri).or_else(|| path.strip_prefix(uri)) else {
-        return respond(&mut sock, "503 Service Unavailable", "text/html", &[], "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n").await;
+        return respond(&mut sock, true, "503 Service Unavailable", "text/html", &[], "<html><body><h1>503 Service Unavailable</h1>\nNo server is available to handle this request.\n</body></html>\n").await;
     };
     let opts: Vec<&str> = rest.split(';').skip(1).collect();
     let body = if opts.contains(&"csv") {
@@ -131,6 +134,7 @@ async fn handle(rt: &Runtime, px: &ProxyState, mut sock: TcpStream) -> std::io::
     };
     let r = respond(
         &mut sock,
+        method != "HEAD",
         "200 OK",
         body.1,
         &["Cache-Control: no-cache\r\n"],
@@ -143,8 +147,10 @@ async fn handle(rt: &Runtime, px: &ProxyState, mut sock: TcpStream) -> std::io::
     r
 }
 
+/// Writes a complete response; `with_body` is false for HEAD (headers still give the length).
 async fn respond(
     sock: &mut TcpStream,
+    with_body: bool,
     status: &str,
     ctype: &str,
     extra: &[&str],
@@ -159,7 +165,9 @@ async fn respond(
     }
     head.push_str("\r\n");
     sock.write_all(head.as_bytes()).await?;
-    sock.write_all(body.as_bytes()).await?;
+    if with_body {
+        sock.write_all(body.as_bytes()).await?;
+    }
     sock.shutdown().await
 }
 
