@@ -108,7 +108,7 @@ fn killed_backend_goes_down_after_fall_checks_and_comes_back_after_rise() {
          server s1 127.0.0.1:{b1}\n    server s2 127.0.0.1:{b2}\n    server s3 127.0.0.1:{b3}\n{}",
         stats_section(st)
     );
-    let _lb = Lb::start(&cfg, fe, &[]);
+    let _lb = Lb::start(&cfg, st, &[]);
     // Let checks settle to full health.
     wait_until("s2 fully UP with L4OK", Duration::from_secs(10), || {
         let rows = csv(st, "/stats");
@@ -168,7 +168,7 @@ fn backup_serves_only_when_all_actives_are_down() {
          server a1 127.0.0.1:{b1}\n    server a2 127.0.0.1:{b2}\n    server bk 127.0.0.1:{bk} backup\n{}",
         stats_section(st)
     );
-    let _lb = Lb::start(&cfg, fe, &[]);
+    let _lb = Lb::start(&cfg, st, &[]);
     for _ in 0..6 {
         assert_ne!(ask(fe), "bk");
     }
@@ -276,7 +276,7 @@ fn amqp_check_tells_a_broker_from_a_plain_tcp_server() {
          server amqp 127.0.0.1:{b1}\n    server echo 127.0.0.1:{b2}\n{}",
         stats_section(st)
     );
-    let _lb = Lb::start(&cfg, fe, &[]);
+    let _lb = Lb::start(&cfg, st, &[]);
     wait_until(
         "echo DOWN by amqp-check, amqp UP with L7OK",
         Duration::from_secs(10),

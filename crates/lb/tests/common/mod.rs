@@ -224,6 +224,8 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 impl Lb {
     /// Writes `cfg`, starts `warren lb -db -f cfg EXTRA...` and waits until `ready_port` accepts.
+    /// Listeners are bound in configuration order, so pass the port of the last section (the
+    /// stats listener when there is one) to know that every port is bound.
     pub fn start(cfg: &str, ready_port: u16, extra: &[&str]) -> Lb {
         let lb = Lb::spawn(cfg, extra);
         let start = Instant::now();
