@@ -57,6 +57,21 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
+    // Stats sockets first: once a TCP port answers, the sockets are there too.
+    let mut sockets = Vec::new();
+    for s in &cfg.global.stats_sockets {
+        match socket::bind(s) {
+            Ok(l) => sockets.push((l, s.level.clone())),
+            Err(e) => {
+                eprintln!(
+                    "[ALERT] Starting stats socket: cannot bind UNIX socket ({e}) [{}]",
+                    s.path.display()
+                );
+                return ExitCode::from(1);
+            }
+        }
+    }
+
     // Like HAProxy's threads: every thread runs its own event loop with its own SO_REUSEPORT copy
     // of each listener, and the kernel spreads new connections over them. No session ever moves
     // between threads, which keeps wake-ups local (the stats page needs only one copy).
@@ -88,20 +103,6 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             }
         }
     }
-    let mut sockets = Vec::new();
-    for s in &cfg.global.stats_sockets {
-        match socket::bind(s) {
-            Ok(l) => sockets.push((l, s.level.clone())),
-            Err(e) => {
-                eprintln!(
-                    "[ALERT] Starting stats socket: cannot bind UNIX socket ({e}) [{}]",
-                    s.path.display()
-                );
-                return ExitCode::from(1);
-            }
-        }
-    }
-
     let pidfile = cli.pidfile.clone().or_else(|| cfg.global.pidfile.clone());
     let daemon = (cli.daemon || cfg.global.daemon) && !cli.foreground;
     logger::set_foreground(!daemon);
@@ -255,7 +256,7 @@ async fn serve(
         }
     }
     loop {
-        if rt.cur_conns.load(Relaxed) == 0 {
+        if rt.accepting.load(Relaxed) == 0 && rt.cur_conns.load(Relaxed) == 0 {
             return ExitCode::SUCCESS;
         }
         tokio::select! {

@@ -232,7 +232,10 @@ pub struct Runtime {
     pub start_wall: std::time::SystemTime,
     pub pid: u32,
     pub global_maxconn: u64,
+    /// Sessions started (counted before their task runs, so a soft stop cannot miss one).
     pub cur_conns: AtomicU64,
+    /// Accept loops still running; a soft stop waits for them to drain their backlog.
+    pub accepting: AtomicU64,
     pub stopping: AtomicBool,
 }
 
@@ -310,6 +313,7 @@ impl Runtime {
             pid: std::process::id(),
             global_maxconn: u64::from(global_maxconn),
             cur_conns: AtomicU64::new(0),
+            accepting: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
         }
     }

@@ -606,3 +606,63 @@ fn garbage_on_the_stats_page_and_socket_is_refused_without_harm() {
     assert_eq!(http_get(st, "/stats;csv", None).0, 200);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn takeovers_under_load_lose_no_connection() {
+    let (fe, b1) = (free_port(), free_port());
+    let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
+    let cfg =
+        format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n");
+    let mut current = Lb::start(&cfg, fe, &[]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0u32, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match TcpStream::connect(("127.0.0.1", fe)) {
+                        Ok(c) => {
+                            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                            let mut buf = [0u8; 3];
+                            match (&c).read_exact(&mut buf) {
+                                Ok(()) if &buf == b"s1\n" => ok += 1,
+                                r => failed.push(format!("read: {r:?}")),
+                            }
+                        }
+                        Err(e) => failed.push(format!("connect: {e}")),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let mut old_ones = Vec::new();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        let pid = current.child.id().to_string();
+        let next = Lb::start(&cfg, fe, &["-sf", &pid]);
+        old_ones.push(std::mem::replace(&mut current, next));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for c in clients {
+        let (o, f) = c.join().unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    assert!(ok > 100, "too few sessions to mean anything: {ok}");
+    assert!(
+        failed.is_empty(),
+        "{} of {} connections failed across takeovers: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    for mut o in old_ones {
+        wait_until("old process exits", Duration::from_secs(10), || {
+            o.child.try_wait().unwrap().is_some()
+        });
+    }
+}

@@ -3,7 +3,9 @@
 //! server is at `maxconn`), connects with `retries`/`option redispatch`, optionally sends a PROXY
 //! protocol header, forwards bytes (`forward`), counts them and logs a tcplog line (`log`).
 //! Guarantees: the number of live sessions never exceeds the frontend and global `maxconn`
-//! (the accept loop waits for a permit before accepting), so the backend queue is bounded too.
+//! (each accepted connection waits for a permit before its session starts, and the accept loop
+//! accepts nothing more meanwhile), so the backend queue is bounded too. On soft stop the loop
+//! takes what the kernel already queued on its listener before closing it.
 
 pub mod forward;
 pub mod log;
@@ -40,6 +42,14 @@ pub async fn accept_loop(
     frontend: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
+    struct Accepting<'a>(&'a Runtime);
+    impl Drop for Accepting<'_> {
+        fn drop(&mut self) {
+            self.0.accepting.fetch_sub(1, Relaxed);
+        }
+    }
+    rt.accepting.fetch_add(1, Relaxed);
+    let _accepting = Accepting(&rt);
     loop {
         // Accept, then wait for a global and a frontend slot before serving. (Waiting for the
         // slots first, as a single-threaded HAProxy does, could let one thread hold the last slot
@@ -47,7 +57,7 @@ pub async fn accept_loop(
         // per thread waits accepted-but-unserved beyond `maxconn`; the rest stay in the backlog.
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => break,
         };
         let (sock, peer) = match accepted {
             Ok(ok) => ok,
@@ -58,17 +68,48 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let permits = tokio::select! {
-            p = async { (global.clone().acquire_owned().await, frontend.clone().acquire_owned().await) } => p,
-            _ = stop.wait_for(|s| *s) => return,
+        // Not interruptible by the stop signal: this connection is ours now and must be served.
+        let (Ok(g), Ok(f)) = (
+            global.clone().acquire_owned().await,
+            frontend.clone().acquire_owned().await,
+        ) else {
+            return;
         };
-        let (Ok(g), Ok(f)) = permits else { return };
-        let _ = sock.set_nodelay(true);
-        if fe.cfg.cli_tcpka {
-            let _ = socket2::SockRef::from(&sock).set_keepalive(true);
-        }
-        tokio::spawn(session(rt.clone(), fe.clone(), sock, peer, [g, f]));
+        start_session(&rt, &fe, sock, peer, [g, f]);
     }
+    // Soft stop. Connections the kernel already queued on this listener would be reset when it
+    // closes; take them first (the new process's listeners get every later one). With
+    // `net.ipv4.tcp_migrate_req = 1` the kernel would hand them over by itself.
+    let Ok(listener) = listener.into_std() else {
+        return;
+    };
+    while let Ok((s, peer)) = listener.accept() {
+        let Ok(sock) = s.set_nonblocking(true).and_then(|_| TcpStream::from_std(s)) else {
+            continue;
+        };
+        let (Ok(g), Ok(f)) = (
+            global.clone().acquire_owned().await,
+            frontend.clone().acquire_owned().await,
+        ) else {
+            return;
+        };
+        start_session(&rt, &fe, sock, peer, [g, f]);
+    }
+}
+
+fn start_session(
+    rt: &Arc<Runtime>,
+    fe: &Arc<ProxyState>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    permits: [OwnedSemaphorePermit; 2],
+) {
+    let _ = sock.set_nodelay(true);
+    if fe.cfg.cli_tcpka {
+        let _ = socket2::SockRef::from(&sock).set_keepalive(true);
+    }
+    rt.cur_conns.fetch_add(1, Relaxed);
+    tokio::spawn(session(rt.clone(), fe.clone(), sock, peer, permits));
 }
 
 /// Decrements a session counter however the session task ends.
@@ -261,7 +302,8 @@ async fn session(
     let now_ms = rt.now_ms();
     fe.fe.session_started(now_ms);
     let _fe_live = Live(&fe.fe);
-    let live_total = rt.cur_conns.fetch_add(1, Relaxed) + 1;
+    // Counted by `start_session` already.
+    let live_total = rt.cur_conns.load(Relaxed);
     struct Total<'a>(&'a Runtime);
     impl Drop for Total<'_> {
         fn drop(&mut self) {
