@@ -28,6 +28,16 @@ pub fn warren_bin() -> PathBuf {
             p.display()
         );
     }
+    // `cargo test` rebuilds this test binary but not `warren`: say so when it looks stale.
+    let modified = |f: &Path| std::fs::metadata(f).and_then(|m| m.modified()).ok();
+    if let (Some(bin), Some(test)) = (modified(&p), modified(&exe)) {
+        if bin < test {
+            eprintln!(
+                "warning: {} is older than this test binary; run `cargo build --bin warren`",
+                p.display()
+            );
+        }
+    }
     p
 }
 
