@@ -19,7 +19,8 @@ pub fn path(flag: Option<&Path>) -> PathBuf {
 
 /// Reads the cookie, checking its permissions.
 pub fn read(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("Error when reading {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("Error when reading {}: {e}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -28,7 +29,8 @@ pub fn read(path: &Path) -> Result<String, String> {
             path.display()
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("Error when reading {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("Error when reading {}: {e}", path.display()))?;
     let cookie = text.trim().to_string();
     if cookie.is_empty() {
         return Err(format!("Cookie file {} is empty", path.display()));
@@ -46,16 +48,29 @@ pub fn read_or_create(path: &Path) -> Result<String, String> {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let mut f = std::fs::OpenOptions::new()
+        match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(path)
-            .map_err(|e| format!("Failed to create cookie file '{}': {e}", path.display()))?;
-        use std::io::Write;
-        f.write_all(cookie.as_bytes())
-            .map_err(|e| format!("Failed to write cookie file '{}': {e}", path.display()))?;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        {
+            Ok(mut f) => {
+                use std::io::Write;
+                f.write_all(cookie.as_bytes()).map_err(|e| {
+                    format!("Failed to write cookie file '{}': {e}", path.display())
+                })?;
+            }
+            // Another node on this host created it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "Failed to create cookie file '{}': {e}",
+                    path.display()
+                ))
+            }
+        }
     }
     read(path)
 }
@@ -72,10 +87,16 @@ mod tests {
         let c = read_or_create(&p).unwrap();
         assert_eq!(c.len(), 20);
         assert_eq!(read_or_create(&p).unwrap(), c);
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = read(&p).unwrap_err();
-        assert!(e.contains("must be accessible by owner only") && e.contains("chmod 600"), "{e}");
+        assert!(
+            e.contains("must be accessible by owner only") && e.contains("chmod 600"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -21,13 +21,18 @@ fn hex(b: &[u8]) -> String {
 }
 
 pub fn prove(cookie: &str, challenge: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(cookie.as_bytes()).expect("HMAC takes any key length");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(cookie.as_bytes())
+        .expect("HMAC takes any key length");
     mac.update(challenge.as_bytes());
     hex(&mac.finalize().into_bytes())
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// One authenticated connection on the cluster port.
@@ -52,15 +57,21 @@ impl Channel {
     /// Sends a request and waits for its response.
     pub async fn call(&mut self, v: &Value) -> std::io::Result<Value> {
         self.send(v).await?;
-        self.recv()
-            .await?
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "node closed the connection"))
+        self.recv().await?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "node closed the connection",
+            )
+        })
     }
 }
 
 async fn read_json(rd: &mut BufReader<OwnedReadHalf>) -> std::io::Result<Option<Value>> {
     let mut line = Vec::new();
-    let n = (&mut *rd).take(MAX_LINE as u64).read_until(b'\n', &mut line).await?;
+    let n = (&mut *rd)
+        .take(MAX_LINE as u64)
+        .read_until(b'\n', &mut line)
+        .await?;
     if n == 0 {
         return Ok(None);
     }
@@ -88,14 +99,20 @@ pub async fn accept(stream: TcpStream, cookie: &str, node: &str) -> Result<Chann
         .await
         .map_err(|e| e.to_string())?
         .ok_or("peer closed before answering the challenge")?;
-    let client = reply.get("client").and_then(Value::as_str).unwrap_or("unknown").to_string();
+    let client = reply
+        .get("client")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
     let response = reply.get("response").and_then(Value::as_str).unwrap_or("");
     if !constant_time_eq(response, &prove(cookie, &challenge)) {
         tracing::warn!("** Connection attempt from node '{client}' rejected by node '{node}'. Invalid challenge reply. **");
         let _ = ch.send(&json!({"error": "authentication failed"})).await;
         return Err(format!("peer {client} failed the cookie challenge"));
     }
-    ch.send(&json!({"ok": true})).await.map_err(|e| e.to_string())?;
+    ch.send(&json!({"ok": true}))
+        .await
+        .map_err(|e| e.to_string())?;
     ch.peer = client;
     Ok(ch)
 }
@@ -112,8 +129,14 @@ pub enum ConnectError {
 }
 
 /// Peer side: connects and answers the node's challenge.
-pub async fn connect(addr: (&str, u16), cookie: &str, client: &str) -> Result<Channel, ConnectError> {
-    let stream = TcpStream::connect(addr).await.map_err(ConnectError::Unreachable)?;
+pub async fn connect(
+    addr: (&str, u16),
+    cookie: &str,
+    client: &str,
+) -> Result<Channel, ConnectError> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(ConnectError::Unreachable)?;
     let (rd, wr) = stream.into_split();
     let mut ch = Channel {
         rd: BufReader::new(rd),
@@ -126,7 +149,11 @@ pub async fn connect(addr: (&str, u16), cookie: &str, client: &str) -> Result<Ch
         .map_err(|e| ConnectError::Protocol(e.to_string()))?
         .ok_or_else(|| ConnectError::Protocol("node closed the connection".into()))?;
     let challenge = hello.get("challenge").and_then(Value::as_str).unwrap_or("");
-    ch.peer = hello.get("node").and_then(Value::as_str).unwrap_or("").to_string();
+    ch.peer = hello
+        .get("node")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     ch.send(&json!({"client": client, "response": prove(cookie, challenge)}))
         .await
         .map_err(|e| ConnectError::Protocol(e.to_string()))?;
@@ -153,10 +180,15 @@ mod tests {
                 }
             }
         });
-        let mut ch = connect(("127.0.0.1", port), "SECRET", "ctl@test").await.unwrap();
+        let mut ch = connect(("127.0.0.1", port), "SECRET", "ctl@test")
+            .await
+            .unwrap();
         assert_eq!(ch.peer, "warren@test");
         let r = ch.call(&json!({"command": "status"})).await.unwrap();
         assert_eq!(r["echo"]["command"], "status");
-        assert!(matches!(connect(("127.0.0.1", port), "WRONG", "ctl@test").await, Err(ConnectError::Rejected)));
+        assert!(matches!(
+            connect(("127.0.0.1", port), "WRONG", "ctl@test").await,
+            Err(ConnectError::Rejected)
+        ));
     }
 }

@@ -25,7 +25,10 @@ impl NodeName {
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) if !h.is_empty() => (
                 h.to_string(),
-                Some(p.parse().map_err(|_| format!("invalid port in node name '{s}'"))?),
+                Some(
+                    p.parse()
+                        .map_err(|_| format!("invalid port in node name '{s}'"))?,
+                ),
             ),
             _ => (rest.to_string(), None),
         };
@@ -61,7 +64,10 @@ mod tests {
     #[test]
     fn node_names() {
         let n = NodeName::parse("warren@hadoop100").unwrap();
-        assert_eq!((n.name.as_str(), n.host.as_str(), n.port), ("warren", "hadoop100", None));
+        assert_eq!(
+            (n.name.as_str(), n.host.as_str(), n.port),
+            ("warren", "hadoop100", None)
+        );
         let n = NodeName::parse("warren2@localhost:25673").unwrap();
         assert_eq!(n.port, Some(25673));
         assert!(NodeName::parse("nohost").is_err());

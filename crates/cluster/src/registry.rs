@@ -25,7 +25,9 @@ pub fn dir() -> PathBuf {
     }
     std::env::var_os("XDG_RUNTIME_DIR")
         .map(|d| PathBuf::from(d).join("warren"))
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("warren-{}", unsafe { libc::geteuid() })))
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("warren-{}", unsafe { libc::geteuid() }))
+        })
 }
 
 fn file(node: &str) -> PathBuf {

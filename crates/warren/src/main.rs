@@ -6,7 +6,9 @@
 //! own tokio runtime because daemonising (`fork`) must happen before any runtime thread
 //! exists.
 
+mod app;
 mod config;
+mod ctl;
 mod daemon;
 mod perf;
 mod server;
@@ -31,6 +33,11 @@ struct Cli {
 enum Command {
     /// Run a broker node (like `rabbitmq-server`).
     Server(server::ServerArgs),
+    /// Operate a node, like rabbitmqctl (`warren ctl list_queues`).
+    Ctl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// Load generator with RabbitMQ PerfTest's flags (`warren perf -x 1 -y 1 -z 10`).
     #[command(disable_help_flag = true)]
     Perf(Box<perf::PerfArgs>),
@@ -51,6 +58,7 @@ fn main() -> ExitCode {
     // Pass-through roles first, so that their flags never meet clap.
     match args.get(1).and_then(|a| a.to_str()) {
         Some("lb") => return warren_lb::main(args.split_off(2)),
+        Some("ctl") => return ctl::main(args.split_off(2)),
         Some("vrrp") => return warren_vrrp::main(args.split_off(2)),
         _ => {}
     }
@@ -72,5 +80,6 @@ fn main() -> ExitCode {
         Command::Perf(a) => perf::main(*a),
         Command::Lb { args } => warren_lb::main(args),
         Command::Vrrp { args } => warren_vrrp::main(args),
+        Command::Ctl { args } => ctl::main(args),
     }
 }

@@ -7,11 +7,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use clap::Args;
-use warren_broker::{Broker, BrokerConfig};
+use warren_broker::BrokerConfig;
+
+use crate::app::App;
 
 use crate::{config, daemon};
 
@@ -26,6 +26,12 @@ pub struct ServerArgs {
     /// Management HTTP API port (RabbitMQ's 15672).
     #[arg(long, env = "WARREN_MGMT_PORT")]
     mgmt_port: Option<u16>,
+    /// Inter-node and `warren ctl` port (RabbitMQ's 25672).
+    #[arg(long, env = "WARREN_CLUSTER_PORT")]
+    cluster_port: Option<u16>,
+    /// Shared secret file (default `$HOME/.warren.cookie`, created on first start).
+    #[arg(long, env = "WARREN_COOKIE_FILE")]
+    cookie_file: Option<PathBuf>,
     /// Data directory (default /var/lib/warren/<node> for root, else $XDG_DATA_HOME/warren/<node>).
     #[arg(long, env = "WARREN_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -152,7 +158,17 @@ pub fn run(a: ServerArgs) -> ExitCode {
         }
     };
     let mgmt = SocketAddr::from(([0u16; 8], a.mgmt_port.unwrap_or(15672)));
-    rt.block_on(serve(cfg, data_dir, mgmt))
+    let cluster_port = a.cluster_port.unwrap_or(25672);
+    let cookie_path = warren_cluster::cookie::path(a.cookie_file.as_deref());
+    let cookie = match warren_cluster::cookie::read_or_create(&cookie_path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("warren server: {e}");
+            return ExitCode::from(78);
+        }
+    };
+    rt.block_on(serve(cfg, mgmt, cluster_port, cookie))
 }
 
 fn init_logging(file: Option<&Path>, level: Option<&str>) {
@@ -176,65 +192,43 @@ fn init_logging(file: Option<&Path>, level: Option<&str>) {
     }
 }
 
-async fn serve(cfg: BrokerConfig, data_dir: PathBuf, mgmt: SocketAddr) -> ExitCode {
+async fn serve(cfg: BrokerConfig, mgmt: SocketAddr, cluster_port: u16, cookie: String) -> ExitCode {
     let node = cfg.node_name.clone();
-    let mut listeners = Vec::new();
-    for addr in &cfg.listeners {
-        match warren_broker::server::bind(*addr) {
-            Ok(l) => listeners.push(l),
-            Err(e) => {
-                tracing::error!("cannot listen on {addr}: {e}");
-                eprintln!("warren server: cannot listen on {addr}: {e}");
-                return ExitCode::from(69);
-            }
-        }
-    }
-    let mgmt_listener = match warren_broker::server::bind(mgmt) {
+    let amqp_port = cfg.listeners.first().map_or(5672, |l| l.port());
+    let control = match warren_broker::server::bind(SocketAddr::from(([0u16; 8], cluster_port))) {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!("cannot listen on {mgmt} (management API): {e}");
-            eprintln!("warren server: cannot listen on {mgmt} (management API): {e}; choose another with --mgmt-port");
+            eprintln!("warren server: cannot listen on [::]:{cluster_port} (cluster and CLI port): {e}; choose another with --cluster-port");
             return ExitCode::from(69);
         }
     };
-    let broker: Arc<Broker> = match Broker::open(cfg.clone()) {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::error!("cannot open data directory {}: {e}", data_dir.display());
-            eprintln!(
-                "warren server: cannot open data directory {}: {e}",
-                data_dir.display()
-            );
-            return ExitCode::from(73);
-        }
+    let app = App::new(cfg, mgmt, cluster_port);
+    if let Err(e) = app.start_app().await {
+        tracing::error!("{e}");
+        eprintln!("warren server: {e}");
+        return ExitCode::from(69);
+    }
+    tokio::spawn(crate::ctl::server::serve(app.clone(), control, cookie));
+    let entry = warren_cluster::registry::Entry {
+        node: node.clone(),
+        pid: std::process::id(),
+        amqp_port,
+        mgmt_port: mgmt.port(),
+        cluster_port,
     };
-    tracing::info!("management API listening on {mgmt}");
-    broker.start_alarm_monitor();
-    tracing::info!(
-        "memory high watermark {} MB, free disk limit {} MB",
-        broker.config.alarms.memory_limit() / 1_000_000,
-        broker.config.alarms.disk_free_limit / 1_000_000
-    );
-    tokio::spawn(warren_mgmt::serve(broker.clone(), mgmt_listener));
-    for (l, addr) in listeners.into_iter().zip(&cfg.listeners) {
-        tracing::info!("started TCP listener on {addr}");
-        tokio::spawn(warren_broker::server::accept_loop(broker.clone(), l));
+    if let Err(e) = warren_cluster::registry::register(&entry) {
+        tracing::warn!(
+            "cannot record the node in {}: {e}",
+            warren_cluster::registry::dir().display()
+        );
     }
-    tracing::info!(
-        "node {node} started (data dir {}); Warren {}",
-        data_dir.display(),
-        env!("CARGO_PKG_VERSION")
-    );
-    wait_for_signal().await;
-    tracing::info!("stopping node {node}: closing client connections");
-    broker.begin_shutdown();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while broker.connection_count() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        _ = app.stop_node.notified() => {}
     }
-    if let Some(j) = broker.journal() {
-        j.close();
-    }
+    tracing::info!("stopping node {node}");
+    app.stop_app().await;
+    warren_cluster::registry::unregister(&node);
     tracing::info!("node {node} stopped");
     ExitCode::SUCCESS
 }

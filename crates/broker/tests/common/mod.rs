@@ -42,6 +42,7 @@ pub struct Node {
     child: Option<Child>,
     pub port: u16,
     pub mgmt_port: u16,
+    pub cluster_port: u16,
     pub dir: PathBuf,
     extra: Vec<String>,
 }
@@ -54,6 +55,7 @@ impl Node {
     pub fn start_with(extra: &[&str]) -> Node {
         let port = free_port();
         let mgmt_port = free_port();
+        let cluster_port = free_port();
         let dir = std::env::temp_dir().join(format!("warren-test-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("data dir");
@@ -61,6 +63,7 @@ impl Node {
             child: None,
             port,
             mgmt_port,
+            cluster_port,
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
@@ -82,11 +85,15 @@ impl Node {
                 &self.port.to_string(),
                 "--mgmt-port",
                 &self.mgmt_port.to_string(),
+                "--cluster-port",
+                &self.cluster_port.to_string(),
                 "--node-name",
             ])
             .arg(format!("test{}@localhost", self.port))
             .arg("--data-dir")
             .arg(self.dir.join("data"))
+            .arg("--cookie-file")
+            .arg(self.cookie_file())
             .args(&self.extra)
             .env("WARREN_LOG", "info")
             .stdout(Stdio::null())
@@ -95,6 +102,32 @@ impl Node {
             .expect("spawn warren server");
         self.child = Some(child);
         self.wait_listening();
+    }
+
+    pub fn cookie_file(&self) -> PathBuf {
+        self.dir.join("cookie")
+    }
+
+    /// The node's name, as `warren ctl -n` takes it.
+    pub fn name(&self) -> String {
+        format!("test{}@localhost", self.port)
+    }
+
+    /// Runs `warren ctl -n <this node> ARGS` with the node's cookie; returns (exit code,
+    /// stdout, stderr).
+    pub fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(warren_bin())
+            .arg("ctl")
+            .args(["-n", &self.name(), "--cookie-file"])
+            .arg(self.cookie_file())
+            .args(args)
+            .output()
+            .expect("run warren ctl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// `kill -9`: no shutdown, no flush.

@@ -1,0 +1,51 @@
+//! The node side of `warren ctl`: the control listener on the cluster port. Every
+//! connection must pass the cookie challenge before any command runs.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use super::commands::{execute, Failure};
+use crate::app::App;
+
+pub async fn serve(app: Arc<App>, listener: TcpListener, cookie: String) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let (app, cookie) = (app.clone(), cookie.clone());
+        tokio::spawn(async move {
+            let Ok(mut ch) = warren_cluster::handshake::accept(stream, &cookie, &app.node).await
+            else {
+                return;
+            };
+            while let Ok(Some(req)) = ch.recv().await {
+                let command = req
+                    .get("command")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let args: Vec<String> = req
+                    .get("args")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let opts = req.get("opts").cloned().unwrap_or(json!({}));
+                tracing::debug!(peer = %ch.peer, "ctl command {command} {args:?}");
+                let reply = match execute(&app, &command, &args, &opts).await {
+                    Ok((banner, output)) => json!({"ok": true, "banner": banner, "output": output}),
+                    Err(Failure(code, error)) => json!({"ok": false, "code": code, "error": error}),
+                };
+                if ch.send(&reply).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
