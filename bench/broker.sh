@@ -17,6 +17,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n 16384 2>/dev/null || true
 (cd "$root" && cargo build --release --bin warren -q)
 warren="$root/target/release/warren"
 work=$(mktemp -d /tmp/warren-bench.XXXXXX)
+chmod 755 "$work"  # RabbitMQ runs as the rabbitmq user and must reach its data dir
 ncpu=$(nproc)
 if [ "$ncpu" -ge 2 ]; then
   PIN_BROKER="taskset -c 0"; PIN_GEN="taskset -c 1"; pinning="broker on CPU 0, load generator on CPU 1"

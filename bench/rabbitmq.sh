@@ -25,7 +25,8 @@ rabbitmq_start() {
     (echo >/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
     sleep 0.5
   done
-  RABBIT_PID=$(pgrep -f "beam.smp.*bench@localhost" | head -n1)
+  # The Erlang VM (beam.smp) is the process listening on the AMQP port.
+  RABBIT_PID=$(ss -Hltnp "sport = :$port" | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1 || true)
   [ -n "$RABBIT_PID" ] || { echo "RabbitMQ did not start; see $dir/out.log" >&2; return 1; }
 }
 
