@@ -56,7 +56,11 @@ pub fn parse(args: &[OsString]) -> Result<Options, String> {
     let mut o = Options::default();
     let args: Vec<String> = args
         .iter()
-        .map(|a| a.to_str().map(str::to_string).ok_or_else(|| format!("argument {a:?} is not UTF-8")))
+        .map(|a| {
+            a.to_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("argument {a:?} is not UTF-8"))
+        })
         .collect::<Result<_, _>>()?;
     let mut i = 0;
     while i < args.len() {
@@ -80,7 +84,11 @@ pub fn parse(args: &[OsString]) -> Result<Options, String> {
                 "log-facility" => 'S',
                 "version" => 'v',
                 "help" => 'h',
-                "check" => return Err("--check: warren vrrp has no health checker (use `warren lb`)".into()),
+                "check" => {
+                    return Err(
+                        "--check: warren vrrp has no health checker (use `warren lb`)".into(),
+                    )
+                }
                 _ => return Err(format!("unknown option --{name}")),
             };
             if takes_value(short) {
@@ -100,7 +108,11 @@ pub fn parse(args: &[OsString]) -> Result<Options, String> {
                 j += 1;
                 if takes_value(c) {
                     let rest: String = chars[j..].iter().collect();
-                    let v = if rest.is_empty() { next_value(&args, &mut i, &format!("-{c}"))? } else { rest };
+                    let v = if rest.is_empty() {
+                        next_value(&args, &mut i, &format!("-{c}"))?
+                    } else {
+                        rest
+                    };
                     set_value(&mut o, c, v);
                     break;
                 }
@@ -118,7 +130,10 @@ fn takes_value(c: char) -> bool {
 }
 
 fn next_value(args: &[String], i: &mut usize, flag: &str) -> Result<String, String> {
-    let v = args.get(*i).cloned().ok_or_else(|| format!("option {flag} needs a value"))?;
+    let v = args
+        .get(*i)
+        .cloned()
+        .ok_or_else(|| format!("option {flag} needs a value"))?;
     *i += 1;
     Ok(v)
 }
@@ -157,7 +172,17 @@ mod tests {
 
     #[test]
     fn keepalived_style_flags() {
-        let o = p(&["-nlD", "-f", "/x.conf", "-p/run/a.pid", "--vrrp_pid=/run/b.pid", "-P", "-c", "/c"]).unwrap();
+        let o = p(&[
+            "-nlD",
+            "-f",
+            "/x.conf",
+            "-p/run/a.pid",
+            "--vrrp_pid=/run/b.pid",
+            "-P",
+            "-c",
+            "/c",
+        ])
+        .unwrap();
         assert!(o.dont_fork && o.log_console && o.log_detail && !o.config_test);
         assert_eq!(o.config, PathBuf::from("/x.conf"));
         assert_eq!(o.pid_file, PathBuf::from("/run/a.pid"));

@@ -27,7 +27,10 @@ pub fn daemonise(keep_stderr: bool) -> io::Result<()> {
         libc::umask(0o022);
     }
     let _ = std::env::set_current_dir("/");
-    let devnull = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let devnull = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     use std::os::fd::AsRawFd;
     let fd = devnull.as_raw_fd();
     // SAFETY: dup2 onto the standard descriptors; `fd` stays valid until `devnull` drops.
@@ -65,7 +68,8 @@ impl PidFiles {
         }
         let mut done = PidFiles(Vec::new());
         for p in paths {
-            std::fs::write(p, format!("{me}\n")).map_err(|e| format!("cannot write pid file {}: {e}", p.display()))?;
+            std::fs::write(p, format!("{me}\n"))
+                .map_err(|e| format!("cannot write pid file {}: {e}", p.display()))?;
             done.0.push(p.to_path_buf());
         }
         Ok(done)
@@ -90,9 +94,17 @@ pub struct SyslogLine<'a> {
     buf: Vec<u8>,
 }
 
+impl Default for Syslog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Syslog {
     pub fn new() -> Syslog {
-        let sock = UnixDatagram::unbound().ok().filter(|s| s.connect("/dev/log").is_ok());
+        let sock = UnixDatagram::unbound()
+            .ok()
+            .filter(|s| s.connect("/dev/log").is_ok());
         Syslog { sock }
     }
 }
@@ -100,7 +112,10 @@ impl Syslog {
 impl<'a> MakeWriter<'a> for Syslog {
     type Writer = SyslogLine<'a>;
     fn make_writer(&'a self) -> Self::Writer {
-        SyslogLine { sock: self.sock.as_ref(), buf: Vec::new() }
+        SyslogLine {
+            sock: self.sock.as_ref(),
+            buf: Vec::new(),
+        }
     }
 }
 
@@ -119,14 +134,22 @@ impl Drop for SyslogLine<'_> {
         if let Some(s) = self.sock {
             let line = String::from_utf8_lossy(&self.buf);
             // <29> = daemon.notice
-            let msg = format!("<29>Warren_vrrp[{}]: {}", std::process::id(), line.trim_end());
+            let msg = format!(
+                "<29>Warren_vrrp[{}]: {}",
+                std::process::id(),
+                line.trim_end()
+            );
             let _ = s.send(msg.as_bytes());
         }
     }
 }
 
 pub fn init_logging(console: bool, detail: bool) {
-    let level = if detail { tracing::Level::DEBUG } else { tracing::Level::INFO };
+    let level = if detail {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    };
     let filter = tracing_subscriber::filter::Targets::new()
         .with_target("warren_vrrp", level)
         .with_default(tracing::Level::WARN);
@@ -137,7 +160,10 @@ pub fn init_logging(console: bool, detail: bool) {
             .with_writer(io::stderr)
             .with_target(false)
             .with_ansi(false);
-        let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .try_init();
     } else {
         let layer = tracing_subscriber::fmt::layer()
             .with_writer(Syslog::new())
@@ -145,6 +171,9 @@ pub fn init_logging(console: bool, detail: bool) {
             .with_ansi(false)
             .without_time()
             .with_level(false);
-        let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .try_init();
     }
 }

@@ -51,7 +51,8 @@ pub fn lookup(name: &str) -> Option<IfInfo> {
             libc::AF_INET => {
                 // SAFETY: AF_INET entries point at a sockaddr_in.
                 let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                info.ipv4.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+                info.ipv4
+                    .push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
             }
             libc::AF_PACKET => {
                 // SAFETY: AF_PACKET entries point at a sockaddr_ll.

@@ -130,7 +130,12 @@ pub fn spawn(setup: Setup) -> Result<InstanceHandle, String> {
     let name = cfg.name.clone();
     let info = iface::lookup(&cfg.interface)
         .ok_or_else(|| format!("({name}) interface {} does not exist", cfg.interface))?;
-    let vip_addrs: Vec<Ipv4Addr> = cfg.vips.iter().chain(&cfg.excluded_vips).map(|v| v.addr).collect();
+    let vip_addrs: Vec<Ipv4Addr> = cfg
+        .vips
+        .iter()
+        .chain(&cfg.excluded_vips)
+        .map(|v| v.addr)
+        .collect();
     let src = match cfg.unicast_src_ip {
         Some(a) => a,
         None => info
@@ -140,8 +145,14 @@ pub fn spawn(setup: Setup) -> Result<InstanceHandle, String> {
             .find(|a| !vip_addrs.contains(a))
             .ok_or_else(|| format!("({name}) interface {} has no IPv4 address", cfg.interface))?,
     };
-    let sock = VrrpSocket::open(&cfg.interface, info.index, cfg.unicast_peers.is_empty())
-        .map_err(|e| format!("({name}) cannot open VRRP sockets on {}: {e}", cfg.interface))?;
+    let sock = VrrpSocket::open(&cfg.interface, info.index, cfg.unicast_peers.is_empty()).map_err(
+        |e| {
+            format!(
+                "({name}) cannot open VRRP sockets on {}: {e}",
+                cfg.interface
+            )
+        },
+    )?;
     let (tx, rx) = mpsc::channel(1);
     let v = Vrrp {
         src,
@@ -150,13 +161,22 @@ pub fn spawn(setup: Setup) -> Result<InstanceHandle, String> {
         iface_states: vec![TrackState::Unknown; cfg.track_interfaces.len()],
         own_up: info.up,
         state: State::Init,
-        eff: Effective { priority: cfg.priority, fault: false },
+        eff: Effective {
+            priority: cfg.priority,
+            fault: false,
+        },
         deadline: far(),
         master_adv_cs: cfg.advert_int_cs,
         preempt_since: None,
         garp_at: None,
-        drops: RateLog { last: None, suppressed: 0 },
-        lower: RateLog { last: None, suppressed: 0 },
+        drops: RateLog {
+            last: None,
+            suppressed: 0,
+        },
+        lower: RateLog {
+            last: None,
+            suppressed: 0,
+        },
         nl: setup.nl,
         script_user: setup.script_user,
         cfg,
@@ -234,7 +254,9 @@ impl Vrrp {
     /// Re-reads interface states; true when anything changed.
     fn refresh_tracking(&mut self) -> bool {
         let mut changed = false;
-        let own = iface::lookup(&self.cfg.interface).map(|i| i.up).unwrap_or(false);
+        let own = iface::lookup(&self.cfg.interface)
+            .map(|i| i.up)
+            .unwrap_or(false);
         if own != self.own_up {
             self.own_up = own;
             changed = true;
@@ -246,7 +268,12 @@ impl Vrrp {
             };
             if self.iface_states[i] != s {
                 if self.iface_states[i] != TrackState::Unknown || s == TrackState::Failed {
-                    info!("{} tracked interface {} is {}", self.tag(), t.name, if s == TrackState::Ok { "UP" } else { "DOWN" });
+                    info!(
+                        "{} tracked interface {} is {}",
+                        self.tag(),
+                        t.name,
+                        if s == TrackState::Ok { "UP" } else { "DOWN" }
+                    );
                 }
                 self.iface_states[i] = s;
                 changed = true;
@@ -256,8 +283,18 @@ impl Vrrp {
     }
 
     fn compute(&self) -> Effective {
-        let mut tracks: Vec<(i32, TrackState)> = self.scripts.iter().map(|(w, rx)| (*w, *rx.borrow())).collect();
-        tracks.extend(self.cfg.track_interfaces.iter().zip(&self.iface_states).map(|(t, s)| (t.weight, *s)));
+        let mut tracks: Vec<(i32, TrackState)> = self
+            .scripts
+            .iter()
+            .map(|(w, rx)| (*w, *rx.borrow()))
+            .collect();
+        tracks.extend(
+            self.cfg
+                .track_interfaces
+                .iter()
+                .zip(&self.iface_states)
+                .map(|(t, s)| (t.weight, *s)),
+        );
         let mut e = effective_priority(self.cfg.priority, &tracks);
         if !self.own_up {
             e.fault = true;
@@ -270,7 +307,12 @@ impl Vrrp {
         let old = self.eff;
         self.eff = new;
         if new.priority != old.priority {
-            info!("{} Changing effective priority from {} to {}", self.tag(), old.priority, new.priority);
+            info!(
+                "{} Changing effective priority from {} to {}",
+                self.tag(),
+                old.priority,
+                new.priority
+            );
             if self.state == State::Master {
                 // Tell the backup at once, so a now-higher backup can preempt without waiting.
                 self.send_advert(new.priority);
@@ -306,7 +348,11 @@ impl Vrrp {
     }
 
     fn master_down(&self) -> Duration {
-        let adv = if self.cfg.version == 2 { self.adv_interval() } else { cs(f64::from(self.master_adv_cs)) };
+        let adv = if self.cfg.version == 2 {
+            self.adv_interval()
+        } else {
+            cs(f64::from(self.master_adv_cs))
+        };
         adv * 3 + self.skew()
     }
 
@@ -343,7 +389,11 @@ impl Vrrp {
 
     fn drop_log(&mut self, msg: String) {
         if let Some(n) = self.drops.allow() {
-            let more = if n > 0 { format!(" ({n} similar suppressed)") } else { String::new() };
+            let more = if n > 0 {
+                format!(" ({n} similar suppressed)")
+            } else {
+                String::new()
+            };
             warn!("{} {msg}{more}", self.tag());
         }
     }
@@ -364,7 +414,7 @@ impl Vrrp {
 
     async fn on_packet(&mut self, pkt: &[u8]) {
         let Some(ip) = parse_ipv4(pkt) else {
-            return self.drop_log(format!("dropped packet: malformed IPv4 header"));
+            return self.drop_log("dropped packet: malformed IPv4 header".to_string());
         };
         if ip.protocol != IPPROTO_VRRP || ip.src == self.src {
             return;
@@ -380,7 +430,10 @@ impl Vrrp {
             return; // another virtual router on the same link
         }
         if ip.ttl != 255 {
-            return self.drop_log(format!("dropped advert from {}: TTL {} != 255", ip.src, ip.ttl));
+            return self.drop_log(format!(
+                "dropped advert from {}: TTL {} != 255",
+                ip.src, ip.ttl
+            ));
         }
         if adv.version != self.cfg.version {
             return self.drop_log(format!(
@@ -389,7 +442,10 @@ impl Vrrp {
             ));
         }
         if !self.cfg.unicast_peers.is_empty() && !self.cfg.unicast_peers.contains(&ip.src) {
-            return self.drop_log(format!("dropped advert from {}: not a unicast_peer", ip.src));
+            return self.drop_log(format!(
+                "dropped advert from {}: not a unicast_peer",
+                ip.src
+            ));
         }
         if self.cfg.version == 2 {
             let ok = match self.cfg.auth_pass {
@@ -444,10 +500,15 @@ impl Vrrp {
                 if adv.priority == 0 {
                     self.send_advert(ours);
                     self.deadline = now + self.adv_interval();
-                } else if adv.priority > ours || (adv.priority == ours && u32::from(ip.src) > u32::from(self.src)) {
+                } else if adv.priority > ours
+                    || (adv.priority == ours && u32::from(ip.src) > u32::from(self.src))
+                {
                     info!(
                         "{} Master received advert from {} with higher priority {}, ours {}",
-                        self.tag(), ip.src, adv.priority, ours
+                        self.tag(),
+                        ip.src,
+                        adv.priority,
+                        ours
                     );
                     self.master_adv_cs = adv.interval_cs.max(1);
                     self.enter_backup("").await;
@@ -478,7 +539,12 @@ impl Vrrp {
             notify(s, &[], user);
         }
         if let Some(s) = &self.cfg.notify {
-            let args = ["INSTANCE".to_string(), self.cfg.name.clone(), state.name().to_string(), self.eff.priority.to_string()];
+            let args = [
+                "INSTANCE".to_string(),
+                self.cfg.name.clone(),
+                state.name().to_string(),
+                self.eff.priority.to_string(),
+            ];
             notify(s, &args, user);
         }
     }
@@ -490,8 +556,16 @@ impl Vrrp {
         self.send_advert(self.eff.priority);
         self.deadline = Instant::now() + self.adv_interval();
         info!("{} setting VIPs.", self.tag());
-        for v in self.cfg.vips.clone().iter().chain(&self.cfg.excluded_vips.clone()) {
-            let Some((idx, _)) = self.vip_dev(v) else { continue };
+        for v in self
+            .cfg
+            .vips
+            .clone()
+            .iter()
+            .chain(&self.cfg.excluded_vips.clone())
+        {
+            let Some((idx, _)) = self.vip_dev(v) else {
+                continue;
+            };
             if let Err(e) = self.nl.add(idx, v.addr, v.prefix, v.label.as_deref()).await {
                 warn!("{} {e}", self.tag());
             }
@@ -508,7 +582,11 @@ impl Vrrp {
         match iface::lookup(dev) {
             Some(i) => Some((i.index, i.mac)),
             None => {
-                warn!("{} interface {dev} for VIP {} does not exist", self.tag(), v.addr);
+                warn!(
+                    "{} interface {dev} for VIP {} does not exist",
+                    self.tag(),
+                    v.addr
+                );
                 None
             }
         }
@@ -516,9 +594,15 @@ impl Vrrp {
 
     fn send_garps(&self) {
         for v in self.cfg.vips.iter().chain(&self.cfg.excluded_vips) {
-            let Some((idx, mac)) = self.vip_dev(v) else { continue };
+            let Some((idx, mac)) = self.vip_dev(v) else {
+                continue;
+            };
             let dev = v.dev.as_deref().unwrap_or(&self.cfg.interface);
-            info!("{} Sending/queueing gratuitous ARPs on {dev} for {}", self.tag(), v.addr);
+            info!(
+                "{} Sending/queueing gratuitous ARPs on {dev} for {}",
+                self.tag(),
+                v.addr
+            );
             for _ in 0..self.cfg.garp_master_repeat {
                 if let Err(e) = arp::send_garps(idx, mac, &[v.addr]) {
                     warn!("{} gratuitous ARP for {} failed: {e}", self.tag(), v.addr);
@@ -530,11 +614,22 @@ impl Vrrp {
 
     /// Removes every VIP of this instance except those in `keep`.
     async fn release_vips(&mut self, keep: &[Vip]) {
-        for v in self.cfg.vips.clone().iter().chain(&self.cfg.excluded_vips.clone()) {
-            if keep.iter().any(|k| k.addr == v.addr && k.prefix == v.prefix && k.dev == v.dev) {
+        for v in self
+            .cfg
+            .vips
+            .clone()
+            .iter()
+            .chain(&self.cfg.excluded_vips.clone())
+        {
+            if keep
+                .iter()
+                .any(|k| k.addr == v.addr && k.prefix == v.prefix && k.dev == v.dev)
+            {
                 continue;
             }
-            let Some((idx, _)) = self.vip_dev(v) else { continue };
+            let Some((idx, _)) = self.vip_dev(v) else {
+                continue;
+            };
             if let Err(e) = self.nl.del(idx, v.addr, v.prefix).await {
                 warn!("{} {e}", self.tag());
             }
@@ -578,7 +673,12 @@ impl Vrrp {
             notify(s, &[], user);
         }
         if let Some(s) = &self.cfg.notify {
-            let args = ["INSTANCE".to_string(), self.cfg.name.clone(), "STOP".to_string(), self.eff.priority.to_string()];
+            let args = [
+                "INSTANCE".to_string(),
+                self.cfg.name.clone(),
+                "STOP".to_string(),
+                self.eff.priority.to_string(),
+            ];
             notify(s, &args, user);
         }
         debug!("{} stopped", self.tag());

@@ -34,7 +34,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if opts.version {
-        println!("warren vrrp {} (keepalived configuration compatible)", env!("CARGO_PKG_VERSION"));
+        println!(
+            "warren vrrp {} (keepalived configuration compatible)",
+            env!("CARGO_PKG_VERSION")
+        );
         return ExitCode::SUCCESS;
     }
     let loaded = match config::parse::load_file(&opts.config) {
@@ -49,14 +52,21 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             eprintln!("warren vrrp: warning: {w}");
         }
         for i in &loaded.config.instances {
-            for s in i.track_scripts.iter().filter_map(|t| loaded.config.scripts.iter().find(|s| s.name == t.name)) {
+            for s in i
+                .track_scripts
+                .iter()
+                .filter_map(|t| loaded.config.scripts.iter().find(|s| s.name == t.name))
+            {
                 let prog = s.script.split_whitespace().next().unwrap_or("");
                 if prog.starts_with('/') && !std::path::Path::new(prog).exists() {
                     eprintln!("warren vrrp: warning: {}: script {prog} does not exist (it will count as failing)", s.loc);
                 }
             }
         }
-        eprintln!("warren vrrp: configuration {} is valid", opts.config.display());
+        eprintln!(
+            "warren vrrp: configuration {} is valid",
+            opts.config.display()
+        );
         return ExitCode::SUCCESS;
     }
     if !opts.dont_fork {
@@ -81,7 +91,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the runtime: {e}");

@@ -40,10 +40,7 @@ impl Netlink {
         prefix: u8,
         label: Option<&str>,
     ) -> Result<(), String> {
-        let mut req = self
-            .handle
-            .address()
-            .add(ifindex, IpAddr::V4(addr), prefix);
+        let mut req = self.handle.address().add(ifindex, IpAddr::V4(addr), prefix);
         if let Some(l) = label {
             req.message_mut()
                 .attributes
@@ -76,7 +73,9 @@ impl Netlink {
         for m in msgs {
             match self.handle.address().del(m).execute().await {
                 Ok(()) => {}
-                Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) || errno(&e) == Some(-libc::EADDRNOTAVAIL) => {}
+                Err(e)
+                    if errno(&e) == Some(libc::EADDRNOTAVAIL)
+                        || errno(&e) == Some(-libc::EADDRNOTAVAIL) => {}
                 Err(e) => return Err(format!("removing {addr}/{prefix}: {e}")),
             }
         }

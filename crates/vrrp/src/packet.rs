@@ -232,7 +232,10 @@ mod tests {
         };
         let e = a.encode(SRC, VRRP_GROUP);
         // Checksum over pseudo-header (src, dst, 0, 112, len 12) + message, computed independently.
-        assert_eq!(e, vec![0x31, 51, 150, 1, 0x00, 0x0a, 0xcb, 0xa6, 198, 18, 0, 100]);
+        assert_eq!(
+            e,
+            vec![0x31, 51, 150, 1, 0x00, 0x0a, 0xcb, 0xa6, 198, 18, 0, 100]
+        );
         assert_eq!(Advert::decode(&e, SRC, VRRP_GROUP).unwrap(), a);
         // The same bytes from another source fail: the pseudo-header is covered.
         assert_eq!(
@@ -242,7 +245,10 @@ mod tests {
     }
 
     fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     /// Real packets captured (AF_PACKET, in a test namespace) from keepalived 2.2.7:
@@ -256,7 +262,10 @@ mod tests {
         ] {
             let pkt = unhex(hex);
             let ip = parse_ipv4(&pkt).unwrap();
-            assert_eq!((ip.ttl, ip.protocol, ip.src), (255, 112, Ipv4Addr::new(198, 18, 0, 1)));
+            assert_eq!(
+                (ip.ttl, ip.protocol, ip.src),
+                (255, 112, Ipv4Addr::new(198, 18, 0, 1))
+            );
             let a = Advert::decode(&pkt[ip.header_len..ip.total_len], ip.src, ip.dst).unwrap();
             assert_eq!((a.vrid, a.priority), (51, 150));
             assert_eq!(a.addrs, vec![Ipv4Addr::new(198, 18, 0, 100)]);
@@ -271,9 +280,18 @@ mod tests {
     #[test]
     fn rejects_garbage_without_panicking() {
         assert!(Advert::decode(&[], SRC, VRRP_GROUP).is_err());
-        assert_eq!(Advert::decode(&[0x21, 1, 100, 50, 0, 1, 0, 0], SRC, VRRP_GROUP), Err("address count larger than packet"));
-        assert_eq!(Advert::decode(&[0x22, 1, 100, 0, 0, 1, 0, 0], SRC, VRRP_GROUP), Err("not an advertisement (type != 1)"));
-        assert_eq!(Advert::decode(&[0x41, 1, 100, 0, 0, 1, 0, 0], SRC, VRRP_GROUP), Err("unsupported VRRP version"));
+        assert_eq!(
+            Advert::decode(&[0x21, 1, 100, 50, 0, 1, 0, 0], SRC, VRRP_GROUP),
+            Err("address count larger than packet")
+        );
+        assert_eq!(
+            Advert::decode(&[0x22, 1, 100, 0, 0, 1, 0, 0], SRC, VRRP_GROUP),
+            Err("not an advertisement (type != 1)")
+        );
+        assert_eq!(
+            Advert::decode(&[0x41, 1, 100, 0, 0, 1, 0, 0], SRC, VRRP_GROUP),
+            Err("unsupported VRRP version")
+        );
         let mut e = V2_TUTORIAL;
         e[2] = 101;
         assert_eq!(Advert::decode(&e, SRC, VRRP_GROUP), Err("bad checksum"));
@@ -289,6 +307,9 @@ mod tests {
         let h = ipv4_header(SRC, VRRP_GROUP, 20);
         assert_eq!(checksum_fold(checksum_add(0, &h)), 0);
         let i = parse_ipv4(&h).unwrap();
-        assert_eq!((i.src, i.dst, i.ttl, i.protocol, i.header_len, i.total_len), (SRC, VRRP_GROUP, 255, 112, 20, 20));
+        assert_eq!(
+            (i.src, i.dst, i.ttl, i.protocol, i.header_len, i.total_len),
+            (SRC, VRRP_GROUP, 255, 112, 20, 20)
+        );
     }
 }

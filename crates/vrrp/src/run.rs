@@ -37,7 +37,12 @@ fn start(cfg: &Config, nl: &Netlink, resume: &[String]) -> Result<Running, Strin
         vec![Vec::new(); cfg.instances.len()];
     for s in &cfg.scripts {
         let users: Vec<usize> = (0..cfg.instances.len())
-            .filter(|&i| cfg.instances[i].track_scripts.iter().any(|t| t.name == s.name))
+            .filter(|&i| {
+                cfg.instances[i]
+                    .track_scripts
+                    .iter()
+                    .any(|t| t.name == s.name)
+            })
             .collect();
         if users.is_empty() {
             continue; // keepalived does not run scripts nobody tracks
@@ -46,7 +51,11 @@ fn start(cfg: &Config, nl: &Netlink, resume: &[String]) -> Result<Running, Strin
         let (runner, handle) = spawn_script(s.clone(), cfg.global.script_user.clone(), senders);
         scripts.push(handle);
         for &i in &users {
-            for t in cfg.instances[i].track_scripts.iter().filter(|t| t.name == s.name) {
+            for t in cfg.instances[i]
+                .track_scripts
+                .iter()
+                .filter(|t| t.name == s.name)
+            {
                 per_instance[i].push((t.weight.unwrap_or(s.weight), runner.state.clone()));
             }
         }
@@ -79,7 +88,10 @@ fn start(cfg: &Config, nl: &Netlink, resume: &[String]) -> Result<Running, Strin
 async fn stop_one(h: &InstanceHandle, how: Stop) -> Option<Outcome> {
     let (tx, rx) = oneshot::channel();
     h.cmd.send((how, tx)).await.ok()?;
-    tokio::time::timeout(Duration::from_secs(3), rx).await.ok()?.ok()
+    tokio::time::timeout(Duration::from_secs(3), rx)
+        .await
+        .ok()?
+        .ok()
 }
 
 /// Runs until SIGTERM/SIGINT. Returns the process exit code.
@@ -109,7 +121,10 @@ pub async fn run(config_path: &Path, initial: Config) -> u8 {
             return 1;
         }
     };
-    info!("Warren VRRP started ({} instance(s))", running.instances.len());
+    info!(
+        "Warren VRRP started ({} instance(s))",
+        running.instances.len()
+    );
     loop {
         tokio::select! {
             _ = hup.recv() => {

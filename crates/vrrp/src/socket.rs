@@ -23,7 +23,11 @@ pub struct VrrpSocket {
 impl VrrpSocket {
     /// `multicast`: join 224.0.0.18 (false when every peer is a `unicast_peer`).
     pub fn open(ifname: &str, ifindex: u32, multicast: bool) -> io::Result<VrrpSocket> {
-        let tx = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))?;
+        let tx = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(libc::IPPROTO_RAW)),
+        )?;
         tx.bind_device(Some(ifname.as_bytes()))?;
         tx.set_multicast_loop_v4(false)?;
         let rx = Socket::new(

@@ -45,7 +45,11 @@ pub fn effective_priority(base: u8, tracks: &[(i32, TrackState)]) -> Effective {
             _ => {}
         }
     }
-    let priority = if base == 255 { 255 } else { p.clamp(1, 254) as u8 };
+    let priority = if base == 255 {
+        255
+    } else {
+        p.clamp(1, 254) as u8
+    };
     Effective { priority, fault }
 }
 
@@ -103,7 +107,11 @@ pub fn command(cmd: &str, extra: &[String]) -> Option<Command> {
     let mut c = if needs_shell(cmd) {
         let mut c = Command::new("/bin/sh");
         // "$0" is a placeholder so that "$@" are the extra arguments (notify's 4 arguments).
-        let full = if extra.is_empty() { cmd.to_string() } else { format!("{cmd} \"$@\"") };
+        let full = if extra.is_empty() {
+            cmd.to_string()
+        } else {
+            format!("{cmd} \"$@\"")
+        };
         c.arg("-c").arg(full).arg("sh").args(extra);
         c
     } else {
@@ -121,7 +129,9 @@ pub fn command(cmd: &str, extra: &[String]) -> Option<Command> {
 
 fn set_user(c: &mut Command, user: Option<&str>) {
     let Some(user) = user else { return };
-    let Ok(cu) = std::ffi::CString::new(user) else { return };
+    let Ok(cu) = std::ffi::CString::new(user) else {
+        return;
+    };
     // SAFETY: getpwnam returns a pointer into static storage or null; we copy the ids out at once.
     let pw = unsafe { libc::getpwnam(cu.as_ptr()) };
     if pw.is_null() {
@@ -209,7 +219,9 @@ pub fn spawn_script(
 /// Fire-and-forget notify script. keepalived does not wait for notify scripts; neither do we,
 /// but the child is reaped by its own task so no zombie is left.
 pub fn notify(cmd: &str, extra: &[String], user: Option<&str>) {
-    let Some(mut c) = command(cmd, extra) else { return };
+    let Some(mut c) = command(cmd, extra) else {
+        return;
+    };
     set_user(&mut c, user);
     c.kill_on_drop(false);
     match c.spawn() {
@@ -236,16 +248,31 @@ mod tests {
         assert_eq!(effective_priority(100, &[(-60, Failed)]).priority, 40);
         assert_eq!(effective_priority(100, &[(-60, Ok)]).priority, 100);
         // Weight 0: failing → FAULT, priority untouched.
-        assert_eq!(effective_priority(100, &[(0, Failed)]), Effective { priority: 100, fault: true });
+        assert_eq!(
+            effective_priority(100, &[(0, Failed)]),
+            Effective {
+                priority: 100,
+                fault: true
+            }
+        );
         assert!(!effective_priority(100, &[(0, Ok)]).fault);
         // Unknown (no result yet) has no effect.
-        assert_eq!(effective_priority(100, &[(-60, Unknown), (5, Unknown), (0, Unknown)]), Effective { priority: 100, fault: false });
+        assert_eq!(
+            effective_priority(100, &[(-60, Unknown), (5, Unknown), (0, Unknown)]),
+            Effective {
+                priority: 100,
+                fault: false
+            }
+        );
         // Clamped to 1..=254; owner stays 255.
         assert_eq!(effective_priority(250, &[(10, Ok)]).priority, 254);
         assert_eq!(effective_priority(10, &[(-50, Failed)]).priority, 1);
         assert_eq!(effective_priority(255, &[(-50, Failed)]).priority, 255);
         // Several at once.
-        assert_eq!(effective_priority(100, &[(2, Ok), (-30, Failed), (-5, Ok)]).priority, 72);
+        assert_eq!(
+            effective_priority(100, &[(2, Ok), (-30, Failed), (-5, Ok)]).priority,
+            72
+        );
     }
 
     #[test]
@@ -278,12 +305,30 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn checks_run_and_time_out() {
-        assert_eq!(run_check("/bin/true", None, Duration::from_secs(5)).await, Result::Ok(true));
-        assert_eq!(run_check("/bin/false", None, Duration::from_secs(5)).await, Result::Ok(false));
-        assert_eq!(run_check("test -f /nonexistent || exit 3", None, Duration::from_secs(5)).await, Result::Ok(false));
+        assert_eq!(
+            run_check("/bin/true", None, Duration::from_secs(5)).await,
+            Result::Ok(true)
+        );
+        assert_eq!(
+            run_check("/bin/false", None, Duration::from_secs(5)).await,
+            Result::Ok(false)
+        );
+        assert_eq!(
+            run_check(
+                "test -f /nonexistent || exit 3",
+                None,
+                Duration::from_secs(5)
+            )
+            .await,
+            Result::Ok(false)
+        );
         let t = std::time::Instant::now();
-        assert!(run_check("/bin/sleep 5", None, Duration::from_millis(200)).await.is_err());
+        assert!(run_check("/bin/sleep 5", None, Duration::from_millis(200))
+            .await
+            .is_err());
         assert!(t.elapsed() < Duration::from_secs(2));
-        assert!(run_check("/nonexistent/x", None, Duration::from_secs(1)).await.is_err());
+        assert!(run_check("/nonexistent/x", None, Duration::from_secs(1))
+            .await
+            .is_err());
     }
 }

@@ -33,7 +33,11 @@ fn client_follows(lab: &Lab, host: &str) -> Duration {
     let t = lab
         .probe_until(host, 5 * S)
         .unwrap_or_else(|| panic!("client never reached {host} through the VIP"));
-    assert_eq!(lab.client_arp(), Some(lab.mac(host)), "client ARP entry for the VIP should be {host}'s MAC");
+    assert_eq!(
+        lab.client_arp(),
+        Some(lab.mac(host)),
+        "client ARP entry for the VIP should be {host}'s MAC"
+    );
     t
 }
 
@@ -56,15 +60,24 @@ fn master_holds_vip_stop_and_crash_fail_over_and_preempt_back() {
     assert!(!lab.has_vip("a"), "a released the VIP on SIGTERM");
     let t = client_follows(&lab, "b");
     println!("SIGTERM failover, client-observed: {t:?}");
-    assert!(lab.log(b).contains("(VI_1) Backup received priority 0 advertisement"));
-    assert!(t < Duration::from_millis(500), "priority-0 failover took {t:?}");
+    assert!(lab
+        .log(b)
+        .contains("(VI_1) Backup received priority 0 advertisement"));
+    assert!(
+        t < Duration::from_millis(500),
+        "priority-0 failover took {t:?}"
+    );
     expect_master(&lab, "b");
 
     // The original master returns and preempts.
     let a2 = lab.warren("a", &ca);
-    lab.wait_for("a takes the VIP back", 5 * S, |l| l.has_vip("a") && !l.has_vip("b"));
+    lab.wait_for("a takes the VIP back", 5 * S, |l| {
+        l.has_vip("a") && !l.has_vip("b")
+    });
     client_follows(&lab, "a");
-    assert!(lab.log(b).contains("Master received advert from 198.18.0.1 with higher priority 150, ours 100"));
+    assert!(lab
+        .log(b)
+        .contains("Master received advert from 198.18.0.1 with higher priority 150, ours 100"));
 
     // Crash: kill -9 and the host's link goes away; the backup takes over after master-down.
     lab.stop(a2, libc::SIGKILL);
@@ -75,7 +88,9 @@ fn master_holds_vip_stop_and_crash_fail_over_and_preempt_back() {
     // The crashed host comes back: the stale VIP is removed at start, then it preempts.
     lab.link("a", true);
     lab.warren("a", &ca);
-    lab.wait_for("a takes the VIP back after crash", 5 * S, |l| l.has_vip("a") && !l.has_vip("b"));
+    lab.wait_for("a takes the VIP back after crash", 5 * S, |l| {
+        l.has_vip("a") && !l.has_vip("b")
+    });
     client_follows(&lab, "a");
     lab.stable_master("a", S);
 }
@@ -87,7 +102,9 @@ fn nopreempt_keeps_the_current_master() {
     lab.warren("b", &conf("", 3, "BACKUP", 100, "0.2", "  nopreempt"));
     lab.wait_for("b holds the VIP", 5 * S, |l| l.has_vip("b"));
     let a = lab.warren("a", &conf("", 3, "BACKUP", 150, "0.2", "  nopreempt"));
-    lab.wait_for("a is BACKUP", 5 * S, |l| l.log(a).contains("Entering BACKUP STATE"));
+    lab.wait_for("a is BACKUP", 5 * S, |l| {
+        l.log(a).contains("Entering BACKUP STATE")
+    });
     // 2 s is more than twice a's master-down interval (0.6 s + skew).
     lab.stable_master("b", 2 * S);
     client_follows(&lab, "b");
@@ -102,16 +119,35 @@ fn failing_track_script_with_negative_weight_fails_over() {
         "vrrp_script chk_lb {{\n  script \"/usr/bin/test ! -e {}\"\n  interval 0.2\n  weight -100\n  fall 1\n  rise 1\n}}",
         flag.display()
     );
-    let a = lab.warren("a", &conf(&script, 3, "MASTER", 150, "0.2", "  track_script {\n    chk_lb\n  }"));
+    let a = lab.warren(
+        "a",
+        &conf(
+            &script,
+            3,
+            "MASTER",
+            150,
+            "0.2",
+            "  track_script {\n    chk_lb\n  }",
+        ),
+    );
     lab.warren("b", &conf("", 3, "BACKUP", 100, "0.2", ""));
     lab.wait_for("a holds the VIP", 5 * S, |l| l.has_vip("a"));
     client_follows(&lab, "a");
     std::fs::write(&flag, "").unwrap();
-    lab.wait_for("b takes over when a's script fails", 5 * S, |l| l.has_vip("b") && !l.has_vip("a"));
+    lab.wait_for("b takes over when a's script fails", 5 * S, |l| {
+        l.has_vip("b") && !l.has_vip("a")
+    });
     client_follows(&lab, "b");
-    assert!(lab.log(a).contains("(VI_1) Changing effective priority from 150 to 50"), "{}", lab.log(a));
+    assert!(
+        lab.log(a)
+            .contains("(VI_1) Changing effective priority from 150 to 50"),
+        "{}",
+        lab.log(a)
+    );
     std::fs::remove_file(&flag).unwrap();
-    lab.wait_for("a preempts when the script recovers", 5 * S, |l| l.has_vip("a") && !l.has_vip("b"));
+    lab.wait_for("a preempts when the script recovers", 5 * S, |l| {
+        l.has_vip("a") && !l.has_vip("b")
+    });
     client_follows(&lab, "a");
 }
 
@@ -122,9 +158,23 @@ fn advert_with_wrong_password_is_ignored() {
     lab.warren("a", &conf("", 2, "MASTER", 150, "1", AUTH_1111));
     lab.wait_for("a holds the VIP", 6 * S, |l| l.has_vip("a"));
     // b has a lower priority: had it accepted a's adverts it would stay BACKUP.
-    let b = lab.warren("b", &conf("", 2, "BACKUP", 100, "1", &AUTH_1111.replace("1111", "2222")));
+    let b = lab.warren(
+        "b",
+        &conf(
+            "",
+            2,
+            "BACKUP",
+            100,
+            "1",
+            &AUTH_1111.replace("1111", "2222"),
+        ),
+    );
     lab.wait_for("b ignores a and becomes MASTER", 6 * S, |l| l.has_vip("b"));
-    assert!(lab.log(b).contains("authentication mismatch"), "{}", lab.log(b));
+    assert!(
+        lab.log(b).contains("authentication mismatch"),
+        "{}",
+        lab.log(b)
+    );
     // Rate limited: about one line per second, not one per packet.
     let n = lab.log(b).matches("authentication mismatch").count();
     assert!(n <= 6, "{n} drop lines");
@@ -133,7 +183,11 @@ fn advert_with_wrong_password_is_ignored() {
 #[test]
 fn interop_keepalived_master_warren_backup_v2() {
     let Some(_g) = serial() else { return };
-    if std::process::Command::new("keepalived").arg("--version").output().is_err() {
+    if std::process::Command::new("keepalived")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         println!("skipping: keepalived is not installed");
         return;
     }
@@ -144,22 +198,33 @@ fn interop_keepalived_master_warren_backup_v2() {
     let w = lab.warren("b", &conf("", 2, "BACKUP", 100, "1", AUTH_1111));
     lab.wait_for("keepalived (a) holds the VIP", 8 * S, |l| l.has_vip("a"));
     lab.stable_master("a", 2 * S);
-    assert!(!lab.log(w).contains("Entering MASTER STATE") || lab.log(w).contains("Master received advert"));
+    assert!(
+        !lab.log(w).contains("Entering MASTER STATE")
+            || lab.log(w).contains("Master received advert")
+    );
     client_follows(&lab, "a");
     lab.stop(k, libc::SIGTERM);
     let t = client_follows(&lab, "b");
     println!("keepalived → warren failover: {t:?}");
     expect_master(&lab, "b");
     lab.keepalived("a", &ka_conf);
-    lab.wait_for("keepalived preempts warren", 8 * S, |l| l.has_vip("a") && !l.has_vip("b"));
+    lab.wait_for("keepalived preempts warren", 8 * S, |l| {
+        l.has_vip("a") && !l.has_vip("b")
+    });
     client_follows(&lab, "a");
-    assert!(lab.log(w).contains("Master received advert from 198.18.0.1 with higher priority 150, ours 100"));
+    assert!(lab
+        .log(w)
+        .contains("Master received advert from 198.18.0.1 with higher priority 150, ours 100"));
 }
 
 #[test]
 fn interop_warren_master_keepalived_backup_v3() {
     let Some(_g) = serial() else { return };
-    if std::process::Command::new("keepalived").arg("--version").output().is_err() {
+    if std::process::Command::new("keepalived")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         println!("skipping: keepalived is not installed");
         return;
     }
@@ -177,9 +242,14 @@ fn interop_warren_master_keepalived_backup_v3() {
     println!("warren → keepalived failover (crash): {t:?}");
     lab.link("a", true);
     lab.warren("a", &wc);
-    lab.wait_for("warren preempts keepalived", 5 * S, |l| l.has_vip("a") && !l.has_vip("b"));
+    lab.wait_for("warren preempts keepalived", 5 * S, |l| {
+        l.has_vip("a") && !l.has_vip("b")
+    });
     client_follows(&lab, "a");
     lab.stable_master("a", S);
     let kl = lab.log(k);
-    assert!(kl.contains("Entering MASTER STATE") && kl.contains("Entering BACKUP STATE"), "{kl}");
+    assert!(
+        kl.contains("Entering MASTER STATE") && kl.contains("Entering BACKUP STATE"),
+        "{kl}"
+    );
 }

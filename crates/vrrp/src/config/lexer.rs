@@ -196,8 +196,7 @@ pub fn lex_str(text: &str, file: &Arc<str>) -> Result<Vec<Token>, LexError> {
         };
         let mut chars = raw_line.chars().peekable();
         let mut word = String::new();
-        loop {
-            let Some(c) = chars.next() else { break };
+        while let Some(c) = chars.next() {
             match c {
                 c if c.is_whitespace() => {
                     if !word.is_empty() {

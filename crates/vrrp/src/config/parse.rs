@@ -85,7 +85,10 @@ impl Parser {
     }
 
     fn unknown(&mut self, s: &Stmt, ctx: &str) {
-        self.warn(s, format_args!("unknown keyword '{}' in {ctx}, ignored", s.keyword));
+        self.warn(
+            s,
+            format_args!("unknown keyword '{}' in {ctx}, ignored", s.keyword),
+        );
     }
 
     fn top(&mut self, tree: &[Stmt]) -> R<()> {
@@ -125,12 +128,17 @@ impl Parser {
                     }
                 }
                 "vrrp_version" => self.config.global.vrrp_version = version(st)?,
-                "vrrp_garp_master_delay" => self.garp_delay = Some(Duration::from_secs(num(st, 0, 3600)?.into())),
-                "vrrp_garp_master_repeat" => self.garp_repeat = Some(num(st, 1, 1000)?),
-                "notification_email" | "notification_email_from" | "smtp_server"
-                | "smtp_connect_timeout" => {
-                    self.warn(st, format_args!("'{}' has no effect (no e-mail alerts)", st.keyword))
+                "vrrp_garp_master_delay" => {
+                    self.garp_delay = Some(Duration::from_secs(num(st, 0, 3600)?.into()))
                 }
+                "vrrp_garp_master_repeat" => self.garp_repeat = Some(num(st, 1, 1000)?),
+                "notification_email"
+                | "notification_email_from"
+                | "smtp_server"
+                | "smtp_connect_timeout" => self.warn(
+                    st,
+                    format_args!("'{}' has no effect (no e-mail alerts)", st.keyword),
+                ),
                 _ => self.unknown(st, "global_defs"),
             }
         }
@@ -196,7 +204,10 @@ impl Parser {
                 }
                 _ => self.warn(
                     st,
-                    format_args!("'{}' in vrrp_sync_group is not supported yet, ignored", st.keyword),
+                    format_args!(
+                        "'{}' in vrrp_sync_group is not supported yet, ignored",
+                        st.keyword
+                    ),
                 ),
             }
         }
@@ -250,7 +261,10 @@ impl Parser {
             return err(s, format!("vrrp_instance {name}: 'interface' is required"));
         }
         if inst.vrid == 0 {
-            return err(s, format!("vrrp_instance {name}: 'virtual_router_id' is required"));
+            return err(
+                s,
+                format!("vrrp_instance {name}: 'virtual_router_id' is required"),
+            );
         }
         if let Some(v) = pend.version {
             inst.version = v;
@@ -273,7 +287,10 @@ impl Parser {
                 match kind.as_deref() {
                     Some("PASS") => {
                         let Some(pass) = pass else {
-                            return Err(Error { loc, msg: "auth_type PASS needs auth_pass".into() });
+                            return Err(Error {
+                                loc,
+                                msg: "auth_type PASS needs auth_pass".into(),
+                            });
                         };
                         if pass.len() > 8 {
                             self.warnings.push(format!(
@@ -286,11 +303,24 @@ impl Parser {
                         }
                         inst.auth_pass = Some(b);
                     }
-                    Some("AH") => return Err(Error { loc, msg: "auth_type AH is not supported".into() }),
-                    Some(other) => {
-                        return Err(Error { loc, msg: format!("unknown auth_type '{other}' (PASS or AH)") })
+                    Some("AH") => {
+                        return Err(Error {
+                            loc,
+                            msg: "auth_type AH is not supported".into(),
+                        })
                     }
-                    None => return Err(Error { loc, msg: "authentication block without auth_type".into() }),
+                    Some(other) => {
+                        return Err(Error {
+                            loc,
+                            msg: format!("unknown auth_type '{other}' (PASS or AH)"),
+                        })
+                    }
+                    None => {
+                        return Err(Error {
+                            loc,
+                            msg: "authentication block without auth_type".into(),
+                        })
+                    }
                 }
             }
         }
@@ -337,7 +367,10 @@ impl Parser {
                         _ => self.unknown(a, "authentication"),
                     }
                     if a.args.len() > 1 {
-                        self.warn(a, "extra words after the value ignored (one keyword per line)");
+                        self.warn(
+                            a,
+                            "extra words after the value ignored (one keyword per line)",
+                        );
                     }
                 }
                 pend.auth = Some((kind, pass, st.loc.clone()));
@@ -347,7 +380,10 @@ impl Parser {
                 for p in block(st)? {
                     inst.unicast_peers.push(ipv4(p, &p.keyword)?);
                     if !p.args.is_empty() {
-                        self.warn(p, "unicast_peer options (min_ttl, max_ttl) are not supported, ignored");
+                        self.warn(
+                            p,
+                            "unicast_peer options (min_ttl, max_ttl) are not supported, ignored",
+                        );
                     }
                 }
             }
@@ -365,9 +401,14 @@ impl Parser {
                             }
                             Some(parse_int(t, w, -253, 253)?)
                         }
-                        Some(o) => return err(t, format!("unexpected '{o}' after track_script name")),
+                        Some(o) => {
+                            return err(t, format!("unexpected '{o}' after track_script name"))
+                        }
                     };
-                    inst.track_scripts.push(TrackScript { name: t.keyword.clone(), weight });
+                    inst.track_scripts.push(TrackScript {
+                        name: t.keyword.clone(),
+                        weight,
+                    });
                 }
             }
             "track_interface" => {
@@ -380,7 +421,10 @@ impl Parser {
                         },
                         Some(o) => return err(t, format!("unexpected '{o}' after interface name")),
                     };
-                    inst.track_interfaces.push(TrackInterface { name: t.keyword.clone(), weight });
+                    inst.track_interfaces.push(TrackInterface {
+                        name: t.keyword.clone(),
+                        weight,
+                    });
                 }
             }
             "virtual_ipaddress" => {
@@ -398,7 +442,9 @@ impl Parser {
             "notify_fault" => inst.notify_fault = Some(self.notify(st)?),
             "notify_stop" => inst.notify_stop = Some(self.notify(st)?),
             "notify" => inst.notify = Some(self.notify(st)?),
-            "garp_master_delay" => pend.garp_delay = Some(Duration::from_secs(num(st, 0, 3600)?.into())),
+            "garp_master_delay" => {
+                pend.garp_delay = Some(Duration::from_secs(num(st, 0, 3600)?.into()))
+            }
             "garp_master_repeat" => pend.garp_repeat = Some(num(st, 1, 1000)?),
             "dont_track_primary" => {}
             "smtp_alert" => self.warn(st, "smtp_alert has no effect (no e-mail alerts)"),
@@ -410,7 +456,10 @@ impl Parser {
     fn notify(&mut self, st: &Stmt) -> R<String> {
         let cmd = one(st)?.to_string();
         if st.args.len() > 1 {
-            self.warn(st, "notify script user/group is not supported, the script runs as script_user");
+            self.warn(
+                st,
+                "notify script user/group is not supported, the script runs as script_user",
+            );
         }
         Ok(cmd)
     }
@@ -432,7 +481,12 @@ impl Parser {
                 _ => return err(v, format!("bad prefix length '/{p}'")),
             },
         };
-        let mut vip = Vip { addr, prefix, dev: None, label: None };
+        let mut vip = Vip {
+            addr,
+            prefix,
+            dev: None,
+            label: None,
+        };
         let mut it = v.args.iter();
         while let Some(k) = it.next() {
             let val = it.next();
@@ -444,9 +498,10 @@ impl Parser {
                     }
                     vip.label = Some(l.clone());
                 }
-                ("brd" | "scope" | "broadcast", Some(_)) => {
-                    self.warn(v, format_args!("virtual_ipaddress option '{k}' is not supported, ignored"))
-                }
+                ("brd" | "scope" | "broadcast", Some(_)) => self.warn(
+                    v,
+                    format_args!("virtual_ipaddress option '{k}' is not supported, ignored"),
+                ),
                 (k, _) => return err(v, format!("unexpected '{k}' in virtual_ipaddress entry")),
             }
         }
@@ -456,7 +511,12 @@ impl Parser {
     fn validate(&mut self) -> R<()> {
         let insts = self.config.instances.clone();
         for (i, a) in insts.iter().enumerate() {
-            let here = Stmt { keyword: String::new(), args: vec![], block: None, loc: a.loc.clone() };
+            let here = Stmt {
+                keyword: String::new(),
+                args: vec![],
+                block: None,
+                loc: a.loc.clone(),
+            };
             for b in &insts[..i] {
                 if a.name == b.name {
                     return err(&here, format!("vrrp_instance {} defined twice", a.name));
@@ -464,23 +524,37 @@ impl Parser {
                 if a.interface == b.interface && a.vrid == b.vrid {
                     return err(
                         &here,
-                        format!("vrrp_instance {} uses the same interface and virtual_router_id as {}", a.name, b.name),
+                        format!(
+                            "vrrp_instance {} uses the same interface and virtual_router_id as {}",
+                            a.name, b.name
+                        ),
                     );
                 }
             }
             for t in &a.track_scripts {
                 if !self.config.scripts.iter().any(|s| s.name == t.name) {
-                    return err(&here, format!("vrrp_instance {}: track_script '{}' is not defined", a.name, t.name));
+                    return err(
+                        &here,
+                        format!(
+                            "vrrp_instance {}: track_script '{}' is not defined",
+                            a.name, t.name
+                        ),
+                    );
                 }
             }
-            if a.priority == 255 && (!a.track_scripts.is_empty() || a.track_interfaces.iter().any(|t| t.weight != 0)) {
+            if a.priority == 255
+                && (!a.track_scripts.is_empty() || a.track_interfaces.iter().any(|t| t.weight != 0))
+            {
                 self.warnings.push(format!(
                     "{}: (vrrp_instance {}) priority 255: tracking weights do not change an address owner's priority",
                     a.loc, a.name
                 ));
             }
             if a.vips.is_empty() {
-                self.warnings.push(format!("{}: (vrrp_instance {}) has no virtual_ipaddress", a.loc, a.name));
+                self.warnings.push(format!(
+                    "{}: (vrrp_instance {}) has no virtual_ipaddress",
+                    a.loc, a.name
+                ));
             }
         }
         for g in &self.config.sync_groups {
@@ -488,7 +562,10 @@ impl Parser {
                 if !insts.iter().any(|i| &i.name == m) {
                     return Err(Error {
                         loc: g.loc.clone(),
-                        msg: format!("vrrp_sync_group {}: member '{m}' is not a vrrp_instance", g.name),
+                        msg: format!(
+                            "vrrp_sync_group {}: member '{m}' is not a vrrp_instance",
+                            g.name
+                        ),
                     });
                 }
             }
@@ -520,14 +597,20 @@ fn num(s: &Stmt, lo: u32, hi: u32) -> R<u32> {
     let v = one(s)?;
     match v.parse::<u32>() {
         Ok(n) if (lo..=hi).contains(&n) => Ok(n),
-        _ => err(s, format!("{} must be an integer in {lo}..={hi}, not '{v}'", s.keyword)),
+        _ => err(
+            s,
+            format!("{} must be an integer in {lo}..={hi}, not '{v}'", s.keyword),
+        ),
     }
 }
 
 fn parse_int(s: &Stmt, v: &str, lo: i32, hi: i32) -> R<i32> {
     match v.parse::<i32>() {
         Ok(n) if (lo..=hi).contains(&n) => Ok(n),
-        _ => err(s, format!("weight must be an integer in {lo}..={hi}, not '{v}'")),
+        _ => err(
+            s,
+            format!("weight must be an integer in {lo}..={hi}, not '{v}'"),
+        ),
     }
 }
 
@@ -547,7 +630,13 @@ fn secs_range(s: &Stmt, lo: f64, hi: f64) -> R<Duration> {
     let v = one(s)?;
     match v.parse::<f64>() {
         Ok(n) if n.is_finite() && n >= lo && n <= hi => Ok(Duration::from_secs_f64(n)),
-        _ => err(s, format!("{} must be a number of seconds in {lo}..={hi}, not '{v}'", s.keyword)),
+        _ => err(
+            s,
+            format!(
+                "{} must be a number of seconds in {lo}..={hi}, not '{v}'",
+                s.keyword
+            ),
+        ),
     }
 }
 
@@ -569,16 +658,25 @@ fn ipv4(s: &Stmt, v: &str) -> R<Ipv4Addr> {
 
 /// advert_int → centiseconds. v2 carries whole seconds (1–255); v3 centiseconds (1–4095).
 fn advert_cs(text: &str, version: u8, loc: &Loc, warnings: &mut Vec<String>) -> R<u16> {
-    let bad = |msg: String| Error { loc: loc.clone(), msg };
+    let bad = |msg: String| Error {
+        loc: loc.clone(),
+        msg,
+    };
     let secs: f64 = text
         .parse()
         .ok()
         .filter(|v: &f64| v.is_finite() && *v > 0.0)
-        .ok_or_else(|| bad(format!("advert_int must be a positive number of seconds, not '{text}'")))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "advert_int must be a positive number of seconds, not '{text}'"
+            ))
+        })?;
     if version == 2 {
         let whole = secs.ceil();
         if whole > 255.0 {
-            return Err(bad("advert_int must be at most 255 seconds for VRRPv2".into()));
+            return Err(bad(
+                "advert_int must be at most 255 seconds for VRRPv2".into()
+            ));
         }
         if whole != secs {
             warnings.push(format!(
@@ -590,7 +688,9 @@ fn advert_cs(text: &str, version: u8, loc: &Loc, warnings: &mut Vec<String>) -> 
     } else {
         let cs = (secs * 100.0).round();
         if !(1.0..=4095.0).contains(&cs) {
-            return Err(bad(format!("advert_int {text} out of range for VRRPv3 (0.01..=40.95)")));
+            return Err(bad(format!(
+                "advert_int {text} out of range for VRRPv3 (0.01..=40.95)"
+            )));
         }
         Ok(cs as u16)
     }

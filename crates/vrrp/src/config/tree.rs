@@ -28,7 +28,11 @@ fn skip_eol(tokens: &[Token], pos: &mut usize) {
 }
 
 /// Parses statements until the matching `}` (when `opened_at` is set) or the end of input.
-fn block(tokens: &[Token], pos: &mut usize, opened_at: Option<&Loc>) -> Result<Vec<Stmt>, LexError> {
+fn block(
+    tokens: &[Token],
+    pos: &mut usize,
+    opened_at: Option<&Loc>,
+) -> Result<Vec<Stmt>, LexError> {
     let mut out = Vec::new();
     loop {
         skip_eol(tokens, pos);
@@ -64,7 +68,10 @@ fn block(tokens: &[Token], pos: &mut usize, opened_at: Option<&Loc>) -> Result<V
                 let keyword = w.clone();
                 *pos += 1;
                 let mut args = Vec::new();
-                while let Some(Token { tok: Tok::Word(a), .. }) = tokens.get(*pos) {
+                while let Some(Token {
+                    tok: Tok::Word(a), ..
+                }) = tokens.get(*pos)
+                {
                     args.push(a.clone());
                     *pos += 1;
                 }
@@ -73,7 +80,11 @@ fn block(tokens: &[Token], pos: &mut usize, opened_at: Option<&Loc>) -> Result<V
                 if matches!(tokens.get(look).map(|t| &t.tok), Some(Tok::Eol)) {
                     skip_eol(tokens, &mut look);
                 }
-                let block_stmts = if let Some(Token { tok: Tok::Open, loc: open_loc }) = tokens.get(look) {
+                let block_stmts = if let Some(Token {
+                    tok: Tok::Open,
+                    loc: open_loc,
+                }) = tokens.get(look)
+                {
                     let open_loc = open_loc.clone();
                     *pos = look + 1;
                     Some(block(tokens, pos, Some(&open_loc))?)
@@ -114,7 +125,10 @@ mod tests {
     #[test]
     fn unbalanced() {
         let e = tree("a {\n b\n").unwrap_err();
-        assert_eq!(e.to_string(), "t.conf:1: block opened here is never closed (missing '}')");
+        assert_eq!(
+            e.to_string(),
+            "t.conf:1: block opened here is never closed (missing '}')"
+        );
         let e = tree("a\n}\n").unwrap_err();
         assert_eq!(e.to_string(), "t.conf:2: unexpected '}' with no open block");
     }

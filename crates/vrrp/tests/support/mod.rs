@@ -45,15 +45,25 @@ pub fn warren_bin() -> PathBuf {
         Some(p) => PathBuf::from(p),
         None => {
             let exe = std::env::current_exe().expect("current_exe");
-            exe.parent().and_then(|d| d.parent()).expect("target dir").join("warren")
+            exe.parent()
+                .and_then(|d| d.parent())
+                .expect("target dir")
+                .join("warren")
         }
     };
-    assert!(p.exists(), "{} not found: run `cargo build --bin warren` first", p.display());
+    assert!(
+        p.exists(),
+        "{} not found: run `cargo build --bin warren` first",
+        p.display()
+    );
     p
 }
 
 pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn");
     assert!(
         out.status.success(),
         "{:?} failed: {}",
@@ -95,7 +105,11 @@ pub struct Lab {
 }
 
 fn cleanup(prefix: &str) {
-    let list = Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
+    let list = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
     for line in String::from_utf8_lossy(&list).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
         if name.starts_with(prefix) {
@@ -125,10 +139,22 @@ impl Lab {
             let ns = lab.ns(h);
             sh(&["ip", "netns", "add", &ns]);
             let port = format!("v{h}");
-            sh(&["ip", "-n", &br, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+            sh(&[
+                "ip", "-n", &br, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                "netns", &ns,
+            ]);
             sh(&["ip", "-n", &br, "link", "set", &port, "master", "br0", "up"]);
             sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-            sh(&["ip", "-n", &ns, "addr", "add", &format!("198.18.0.{}/24", i + 1), "dev", "eth0"]);
+            sh(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("198.18.0.{}/24", i + 1),
+                "dev",
+                "eth0",
+            ]);
             sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
         }
         for h in ["a", "b"] {
@@ -139,7 +165,10 @@ impl Lab {
             let t = std::thread::spawn(move || {
                 let file = File::open(format!("/run/netns/{ns}")).expect("open netns");
                 // SAFETY: per-thread namespace switch.
-                assert_eq!(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+                assert_eq!(
+                    unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+                    0
+                );
                 let l = TcpListener::bind(("0.0.0.0", PORT)).expect("bind");
                 l.set_nonblocking(true).expect("nonblocking");
                 tx.send(()).ok();
@@ -152,7 +181,8 @@ impl Lab {
                     }
                 }
             });
-            rx.recv_timeout(Duration::from_secs(5)).expect("listener up");
+            rx.recv_timeout(Duration::from_secs(5))
+                .expect("listener up");
             lab.listeners.push(t);
         }
         lab
@@ -173,7 +203,13 @@ impl Lab {
             .stderr(f)
             .spawn()
             .expect("spawn");
-        self.procs.push(Proc { name: name.to_string(), child, log, exited: false, child_pidfile: None });
+        self.procs.push(Proc {
+            name: name.to_string(),
+            child,
+            log,
+            exited: false,
+            child_pidfile: None,
+        });
         self.procs.len() - 1
     }
 
@@ -202,7 +238,12 @@ impl Lab {
         let n = self.procs.len();
         let cf = self.dir.join(format!("keepalived-{host}-{n}.conf"));
         std::fs::write(&cf, conf).expect("conf");
-        let pid = |k: &str| self.dir.join(format!("keepalived-{host}-{n}-{k}.pid")).display().to_string();
+        let pid = |k: &str| {
+            self.dir
+                .join(format!("keepalived-{host}-{n}-{k}.pid"))
+                .display()
+                .to_string()
+        };
         let cmd = vec![
             "keepalived".to_string(),
             "-n".into(),
@@ -253,22 +294,47 @@ impl Lab {
     }
 
     pub fn has_vip(&self, host: &str) -> bool {
-        sh(&["ip", "-n", &self.ns(host), "-4", "addr", "show", "dev", "eth0"]).contains(&format!("inet {VIP}/"))
+        sh(&[
+            "ip",
+            "-n",
+            &self.ns(host),
+            "-4",
+            "addr",
+            "show",
+            "dev",
+            "eth0",
+        ])
+        .contains(&format!("inet {VIP}/"))
     }
 
     pub fn mac(&self, host: &str) -> String {
         let out = sh(&["ip", "-n", &self.ns(host), "link", "show", "eth0"]);
-        out.split("link/ether ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or("").to_string()
+        out.split("link/ether ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or("")
+            .to_string()
     }
 
     /// The client's kernel ARP entry for the VIP (MAC), if any.
     pub fn client_arp(&self) -> Option<String> {
         let out = sh(&["ip", "-n", &self.ns("c"), "neigh", "show", VIP]);
-        out.split("lladdr ").nth(1).and_then(|s| s.split_whitespace().next()).map(str::to_string)
+        out.split("lladdr ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .map(str::to_string)
     }
 
     pub fn link(&self, host: &str, up: bool) {
-        sh(&["ip", "-n", &self.ns(host), "link", "set", "eth0", if up { "up" } else { "down" }]);
+        sh(&[
+            "ip",
+            "-n",
+            &self.ns(host),
+            "link",
+            "set",
+            "eth0",
+            if up { "up" } else { "down" },
+        ]);
     }
 
     /// One TCP connect from the client to VIP:7000; the answering host's name.
@@ -292,7 +358,12 @@ impl Lab {
     }
 
     /// Waits until `cond` holds; panics (with every log) after `timeout`.
-    pub fn wait_for(&self, what: &str, timeout: Duration, mut cond: impl FnMut(&Lab) -> bool) -> Duration {
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut cond: impl FnMut(&Lab) -> bool,
+    ) -> Duration {
         let t = Instant::now();
         while t.elapsed() < timeout {
             if cond(self) {
@@ -309,7 +380,10 @@ impl Lab {
         let t = Instant::now();
         while t.elapsed() < period {
             assert!(self.has_vip(host), "{host} lost the VIP");
-            assert!(!self.has_vip(other), "{other} also holds the VIP (split brain)");
+            assert!(
+                !self.has_vip(other),
+                "{other} also holds the VIP (split brain)"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -332,7 +406,10 @@ impl Drop for Lab {
                 self.stop(i, libc::SIGTERM);
             }
             if let Some(pf) = &self.procs[i].child_pidfile {
-                if let Some(pid) = std::fs::read_to_string(pf).ok().and_then(|t| t.trim().parse::<i32>().ok()) {
+                if let Some(pid) = std::fs::read_to_string(pf)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i32>().ok())
+                {
                     // SAFETY: a pid we started (keepalived's child), killed by pid.
                     unsafe { libc::kill(pid, libc::SIGKILL) };
                 }
@@ -344,7 +421,12 @@ impl Drop for Lab {
         }
         if std::thread::panicking() {
             for p in &self.procs {
-                eprintln!("===== {} ({}) =====\n{}", p.name, p.log.display(), std::fs::read_to_string(&p.log).unwrap_or_default());
+                eprintln!(
+                    "===== {} ({}) =====\n{}",
+                    p.name,
+                    p.log.display(),
+                    std::fs::read_to_string(&p.log).unwrap_or_default()
+                );
             }
         }
         cleanup(&self.p);

@@ -12,22 +12,51 @@ fn tutorial_file_is_accepted() {
     assert_eq!(c.global.router_id.as_deref(), Some("NodeA"));
     let s = &c.scripts[0];
     assert_eq!(
-        (s.name.as_str(), s.script.as_str(), s.interval, s.weight, s.timeout),
-        ("chk_haproxy", "/etc/keepalived/haproxy_chk.sh", Duration::from_secs(5), 2, Duration::from_secs(5))
+        (
+            s.name.as_str(),
+            s.script.as_str(),
+            s.interval,
+            s.weight,
+            s.timeout
+        ),
+        (
+            "chk_haproxy",
+            "/etc/keepalived/haproxy_chk.sh",
+            Duration::from_secs(5),
+            2,
+            Duration::from_secs(5)
+        )
     );
     let i = &c.instances[0];
     assert_eq!(i.name, "VI_1");
     assert_eq!(i.state, InitialState::Master);
     assert_eq!(i.interface, "ens33");
-    assert_eq!((i.vrid, i.priority, i.version, i.advert_int_cs), (1, 100, 2, 100));
+    assert_eq!(
+        (i.vrid, i.priority, i.version, i.advert_int_cs),
+        (1, 100, 2, 100)
+    );
     assert_eq!(i.auth_pass, Some(*b"1111\0\0\0\0"));
-    assert_eq!(i.track_scripts, vec![TrackScript { name: "chk_haproxy".into(), weight: None }]);
+    assert_eq!(
+        i.track_scripts,
+        vec![TrackScript {
+            name: "chk_haproxy".into(),
+            weight: None
+        }]
+    );
     assert_eq!(
         i.vips,
-        vec![Vip { addr: Ipv4Addr::new(192, 168, 0, 10), prefix: 32, dev: None, label: None }]
+        vec![Vip {
+            addr: Ipv4Addr::new(192, 168, 0, 10),
+            prefix: 32,
+            dev: None,
+            label: None
+        }]
     );
     assert!(i.preempt);
-    assert_eq!((i.garp_master_delay, i.garp_master_repeat), (Duration::from_secs(5), 5));
+    assert_eq!(
+        (i.garp_master_delay, i.garp_master_repeat),
+        (Duration::from_secs(5), 5)
+    );
 }
 
 #[test]
@@ -90,21 +119,42 @@ vrrp_sync_group G {
 "#;
     let l = load_str(text, "full.conf").unwrap();
     let i = &l.config.instances[0];
-    assert_eq!((i.version, i.advert_int_cs, i.priority, i.preempt), (3, 10, 90, false));
+    assert_eq!(
+        (i.version, i.advert_int_cs, i.priority, i.preempt),
+        (3, 10, 90, false)
+    );
     assert_eq!(i.auth_pass, None, "v3 ignores authentication");
-    assert!(l.warnings.iter().any(|w| w.contains("full.conf:25") && w.contains("VRRPv3")), "{:?}", l.warnings);
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.contains("full.conf:25") && w.contains("VRRPv3")),
+        "{:?}",
+        l.warnings
+    );
     assert_eq!(i.preempt_delay, Duration::from_secs(2));
     assert_eq!(i.unicast_src_ip, Some(Ipv4Addr::new(198, 18, 0, 2)));
     assert_eq!(i.unicast_peers, vec![Ipv4Addr::new(198, 18, 0, 3)]);
     assert_eq!(i.track_scripts[0].weight, Some(-30));
-    assert_eq!(i.track_interfaces[1], TrackInterface { name: "eth2".into(), weight: -5 });
+    assert_eq!(
+        i.track_interfaces[1],
+        TrackInterface {
+            name: "eth2".into(),
+            weight: -5
+        }
+    );
     assert_eq!(i.vips[0].prefix, 24);
     assert_eq!(i.vips[0].label.as_deref(), Some("eth0:vip"));
     assert_eq!(i.vips[0].dev.as_deref(), Some("eth0"));
     assert_eq!(i.notify_master.as_deref(), Some("/x master"));
-    assert_eq!((i.garp_master_delay, i.garp_master_repeat), (Duration::from_secs(1), 3));
+    assert_eq!(
+        (i.garp_master_delay, i.garp_master_repeat),
+        (Duration::from_secs(1), 3)
+    );
     let s = &l.config.scripts[0];
-    assert_eq!((s.weight, s.fall, s.rise, s.timeout), (-20, 3, 2, Duration::from_secs(1)));
+    assert_eq!(
+        (s.weight, s.fall, s.rise, s.timeout),
+        (-20, 3, 2, Duration::from_secs(1))
+    );
     assert!(l.config.global.enable_script_security);
     assert_eq!(l.config.sync_groups[0].members, vec!["VI_1"]);
 }
@@ -116,8 +166,20 @@ fn unknown_keyword_warns_with_location() {
         "k.conf",
     )
     .unwrap();
-    assert!(l.warnings.iter().any(|w| w.starts_with("k.conf:4: unknown keyword 'frobnicate'")), "{:?}", l.warnings);
-    assert!(l.warnings.iter().any(|w| w.starts_with("k.conf:9:") && w.contains("not supported")), "{:?}", l.warnings);
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.starts_with("k.conf:4: unknown keyword 'frobnicate'")),
+        "{:?}",
+        l.warnings
+    );
+    assert!(
+        l.warnings
+            .iter()
+            .any(|w| w.starts_with("k.conf:9:") && w.contains("not supported")),
+        "{:?}",
+        l.warnings
+    );
 }
 
 fn error_of(text: &str) -> String {
@@ -130,7 +192,10 @@ fn errors_name_file_and_line() {
         error_of("vrrp_instance A {\n interface e\n virtual_router_id 300\n}\n"),
         "e.conf:3: virtual_router_id must be an integer in 1..=255, not '300'"
     );
-    assert_eq!(error_of("vrrp_instance A {\n interface e\n"), "e.conf:1: block opened here is never closed (missing '}')");
+    assert_eq!(
+        error_of("vrrp_instance A {\n interface e\n"),
+        "e.conf:1: block opened here is never closed (missing '}')"
+    );
     assert_eq!(
         error_of("vrrp_instance A {\n virtual_router_id 3\n}\n"),
         "e.conf:1: vrrp_instance A: 'interface' is required"
@@ -147,7 +212,10 @@ fn errors_name_file_and_line() {
         error_of("vrrp_instance A {\n interface e\n virtual_router_id 3\n advert_int 50\n version 3\n}\n"),
         "e.conf:4: advert_int 50 out of range for VRRPv3 (0.01..=40.95)"
     );
-    assert_eq!(error_of("global_defs\n"), "e.conf:1: 'global_defs' needs a { ... } block");
+    assert_eq!(
+        error_of("global_defs\n"),
+        "e.conf:1: 'global_defs' needs a { ... } block"
+    );
     assert_eq!(
         error_of("vrrp_instance A {\n state SLAVE\n}\n"),
         "e.conf:2: state must be MASTER or BACKUP, not 'SLAVE'"
@@ -156,9 +224,16 @@ fn errors_name_file_and_line() {
 
 #[test]
 fn v2_fraction_rounds_up_with_warning() {
-    let l = load_str("vrrp_instance A {\n interface e\n virtual_router_id 3\n advert_int 0.5\n}\n", "w.conf").unwrap();
+    let l = load_str(
+        "vrrp_instance A {\n interface e\n virtual_router_id 3\n advert_int 0.5\n}\n",
+        "w.conf",
+    )
+    .unwrap();
     assert_eq!(l.config.instances[0].advert_int_cs, 100);
-    assert!(l.warnings.iter().any(|w| w.starts_with("w.conf:4: advert_int 0.5")));
+    assert!(l
+        .warnings
+        .iter()
+        .any(|w| w.starts_with("w.conf:4: advert_int 0.5")));
 }
 
 #[test]
@@ -183,6 +258,10 @@ fn include_files() {
     .unwrap();
     let l = load_file(&dir.join("main.conf")).unwrap();
     assert_eq!(l.config.instances[0].name, "A");
-    assert!(l.warnings[0].contains("conf.d/a.conf:4"), "{:?}", l.warnings);
+    assert!(
+        l.warnings[0].contains("conf.d/a.conf:4"),
+        "{:?}",
+        l.warnings
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
