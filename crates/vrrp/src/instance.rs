@@ -503,13 +503,23 @@ impl Vrrp {
                 } else if adv.priority > ours
                     || (adv.priority == ours && u32::from(ip.src) > u32::from(self.src))
                 {
-                    info!(
-                        "{} Master received advert from {} with higher priority {}, ours {}",
-                        self.tag(),
-                        ip.src,
-                        adv.priority,
-                        ours
-                    );
+                    if adv.priority == ours {
+                        info!(
+                            "{} Master received advert from {} with equal priority {} and a higher address, ours {}",
+                            self.tag(),
+                            ip.src,
+                            adv.priority,
+                            self.src
+                        );
+                    } else {
+                        info!(
+                            "{} Master received advert from {} with higher priority {}, ours {}",
+                            self.tag(),
+                            ip.src,
+                            adv.priority,
+                            ours
+                        );
+                    }
                     self.master_adv_cs = adv.interval_cs.max(1);
                     self.enter_backup("").await;
                 } else {

@@ -253,3 +253,289 @@ fn interop_warren_master_keepalived_backup_v3() {
         "{kl}"
     );
 }
+
+/// Sends one VRRPv3 advert (VRID 51) from the client namespace to 198.18.0.1 with the given
+/// TTL, optionally with a corrupted checksum, through an IPPROTO_RAW socket.
+fn inject(lab: &Lab, priority: u8, ttl: u8, corrupt: bool) {
+    use warren_vrrp::packet::{ipv4_header, Advert, AUTH_NONE};
+    let src: std::net::Ipv4Addr = "198.18.0.3".parse().unwrap();
+    let dst: std::net::Ipv4Addr = "198.18.0.1".parse().unwrap();
+    let adv = Advert {
+        version: 3,
+        vrid: 51,
+        priority,
+        interval_cs: 20,
+        auth_type: AUTH_NONE,
+        auth_data: [0; 8],
+        addrs: vec![VIP.parse().unwrap()],
+    };
+    let mut body = adv.encode(src, dst);
+    if corrupt {
+        body[7] ^= 0x55;
+    }
+    let mut pkt = ipv4_header(src, dst, body.len()).to_vec();
+    pkt[8] = ttl; // the kernel recomputes the header checksum for IPPROTO_RAW sockets
+    pkt.extend_from_slice(&body);
+    support::in_ns(&lab.ns("c"), move || {
+        // SAFETY: plain socket calls on a descriptor we own and close.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+            assert!(fd >= 0, "raw socket");
+            let mut sin: libc::sockaddr_in = std::mem::zeroed();
+            sin.sin_family = libc::AF_INET as u16;
+            sin.sin_addr.s_addr = u32::from(dst).to_be();
+            let n = libc::sendto(
+                fd,
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                0,
+                (&sin as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            );
+            libc::close(fd);
+            assert_eq!(n as usize, pkt.len(), "sendto");
+        }
+    });
+}
+
+#[test]
+fn adverts_with_bad_ttl_or_checksum_are_dropped_valid_one_is_not() {
+    let Some(_g) = serial() else { return };
+    let mut lab = Lab::new("wvrt-");
+    let a = lab.warren("a", &conf("", 3, "MASTER", 150, "0.2", ""));
+    lab.wait_for("a holds the VIP", 5 * S, |l| l.has_vip("a"));
+    inject(&lab, 254, 64, false);
+    inject(&lab, 254, 255, true);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(lab.has_vip("a"), "a must ignore invalid adverts");
+    let log = lab.log(a);
+    assert!(
+        log.contains("dropped advert from 198.18.0.3: TTL 64 != 255"),
+        "{log}"
+    );
+    // Rate limiting may fold the second drop into the next line; wait past the 1 s window.
+    std::thread::sleep(S);
+    inject(&lab, 254, 255, true);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        lab.log(a)
+            .contains("dropped packet from 198.18.0.3: bad checksum"),
+        "{}",
+        lab.log(a)
+    );
+    assert!(lab.has_vip("a"));
+    // Positive control: the same advert, valid, makes a step down (so injection really works).
+    inject(&lab, 254, 255, false);
+    lab.wait_for("a steps down for the valid advert", 2 * S, |l| {
+        !l.has_vip("a")
+    });
+    assert!(lab
+        .log(a)
+        .contains("Master received advert from 198.18.0.3 with higher priority 254, ours 150"));
+}
+
+fn nft_drop_vrrp(lab: &Lab, host: &str, drop: bool) {
+    let ns = lab.ns(host);
+    if drop {
+        support::sh(&[
+            "ip", "netns", "exec", &ns, "nft", "add", "table", "inet", "wvrt",
+        ]);
+        support::sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "nft",
+            "add chain inet wvrt in { type filter hook input priority 0; }",
+        ]);
+        support::sh(&[
+            "ip", "netns", "exec", &ns, "nft", "add", "rule", "inet", "wvrt", "in", "ip",
+            "protocol", "112", "drop",
+        ]);
+    } else {
+        support::sh(&[
+            "ip", "netns", "exec", &ns, "nft", "delete", "table", "inet", "wvrt",
+        ]);
+    }
+}
+
+#[test]
+fn equal_priority_split_brain_resolves_to_higher_address_over_unicast() {
+    let Some(_g) = serial() else { return };
+    let mut lab = Lab::new("wvrt-");
+    let uni = |me: u8, peer: u8| {
+        format!("  unicast_src_ip 198.18.0.{me}\n  unicast_peer {{\n    198.18.0.{peer}\n  }}")
+    };
+    // Adverts cut in both directions (nft): both become MASTER, the split brain the RFC
+    // tie-break exists for.
+    nft_drop_vrrp(&lab, "a", true);
+    nft_drop_vrrp(&lab, "b", true);
+    let a = lab.warren("a", &conf("", 3, "MASTER", 100, "0.2", &uni(1, 2)));
+    lab.warren("b", &conf("", 3, "MASTER", 100, "0.2", &uni(2, 1)));
+    lab.wait_for("both MASTER while adverts are dropped", 5 * S, |l| {
+        l.has_vip("a") && l.has_vip("b")
+    });
+    nft_drop_vrrp(&lab, "a", false);
+    nft_drop_vrrp(&lab, "b", false);
+    lab.wait_for("b (higher address) keeps the VIP alone", 5 * S, |l| {
+        l.has_vip("b") && !l.has_vip("a")
+    });
+    assert!(
+        lab.log(a).contains(
+            "Master received advert from 198.18.0.2 with equal priority 100 and a higher address"
+        ),
+        "{}",
+        lab.log(a)
+    );
+    lab.stable_master("b", S);
+    client_follows(&lab, "b");
+}
+
+#[test]
+fn track_interface_down_and_weight_zero_script_mean_fault_and_notify_runs() {
+    let Some(_g) = serial() else { return };
+    let mut lab = Lab::new("wvrt-");
+    let ns_a = lab.ns("a");
+    // No dummy driver here: a veth pair inside a's namespace serves as the tracked link.
+    support::sh(&[
+        "ip", "-n", &ns_a, "link", "add", "eth1", "type", "veth", "peer", "name", "eth2",
+    ]);
+    support::sh(&["ip", "-n", &ns_a, "link", "set", "eth2", "up"]);
+    support::sh(&["ip", "-n", &ns_a, "link", "set", "eth1", "up"]);
+    let notify_log = lab.dir.join("notify.log");
+    let notify = lab.dir.join("notify.sh");
+    std::fs::write(
+        &notify,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", notify_log.display()),
+    )
+    .unwrap();
+    support::sh(&["chmod", "+x", &notify.display().to_string()]);
+    let flag = lab.dir.join("fail");
+    let script = format!(
+        "vrrp_script chk {{\n  script \"/usr/bin/test ! -e {}\"\n  interval 0.2\n}}",
+        flag.display()
+    );
+    let extra = format!(
+        "  track_interface {{\n    eth1\n  }}\n  track_script {{\n    chk\n  }}\n  notify {}\n  notify_master \"{} master-only\"",
+        notify.display(),
+        notify.display()
+    );
+    let a = lab.warren("a", &conf(&script, 3, "MASTER", 150, "0.2", &extra));
+    lab.warren("b", &conf("", 3, "BACKUP", 100, "0.2", ""));
+    lab.wait_for("a holds the VIP", 5 * S, |l| l.has_vip("a"));
+    // Tracked interface down → FAULT → b takes over.
+    support::sh(&["ip", "-n", &ns_a, "link", "set", "eth1", "down"]);
+    lab.wait_for("b takes over on a's FAULT", 5 * S, |l| {
+        l.has_vip("b") && !l.has_vip("a")
+    });
+    assert!(lab.log(a).contains("(VI_1) Entering FAULT STATE"));
+    support::sh(&["ip", "-n", &ns_a, "link", "set", "eth1", "up"]);
+    lab.wait_for("a back to MASTER", 5 * S, |l| {
+        l.has_vip("a") && !l.has_vip("b")
+    });
+    // weight 0 script failing → FAULT as well.
+    std::fs::write(&flag, "").unwrap();
+    lab.wait_for("b takes over on script FAULT", 5 * S, |l| {
+        l.has_vip("b") && !l.has_vip("a")
+    });
+    std::fs::remove_file(&flag).unwrap();
+    lab.wait_for("a back to MASTER again", 5 * S, |l| {
+        l.has_vip("a") && !l.has_vip("b")
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let n = std::fs::read_to_string(&notify_log).unwrap_or_default();
+    for line in [
+        "INSTANCE VI_1 BACKUP 150",
+        "INSTANCE VI_1 MASTER 150",
+        "INSTANCE VI_1 FAULT 150",
+        "master-only",
+    ] {
+        assert!(
+            n.lines().any(|l| l == line),
+            "notify log lacks '{line}':\n{n}"
+        );
+    }
+}
+
+#[test]
+fn daemonises_writes_pid_file_and_reloads_on_sighup() {
+    let Some(_g) = serial() else { return };
+    let mut lab = Lab::new("wvrt-");
+    lab.warren("a", &conf("", 3, "MASTER", 150, "0.2", ""));
+    // b runs as a daemon (no -n): the launcher exits 0 and the pid file names the daemon.
+    let cf = lab.dir.join("b-daemon.conf");
+    let pf = lab.dir.join("b-daemon.pid");
+    std::fs::write(&cf, conf("", 3, "BACKUP", 100, "0.2", "")).unwrap();
+    let bin = support::warren_bin();
+    let st = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns("b")])
+        .arg(&bin)
+        .args([
+            "vrrp",
+            "-f",
+            &cf.display().to_string(),
+            "-p",
+            &pf.display().to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "launcher exit status {st:?}");
+    lab.wait_for("pid file", 5 * S, |_| pf.exists());
+    let pid: i32 = std::fs::read_to_string(&pf)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Make sure the daemon is killed even if an assertion below fails.
+    struct Kill(i32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            // SAFETY: the daemon we started, by pid.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+    let _k = Kill(pid);
+    lab.wait_for("a holds the VIP", 5 * S, |l| l.has_vip("a"));
+    lab.stable_master("a", Duration::from_millis(500));
+    // A second instance with the same pid file is refused.
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns("b")])
+        .arg(&bin)
+        .args([
+            "vrrp",
+            "-n",
+            "-f",
+            &cf.display().to_string(),
+            "-p",
+            &pf.display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("daemon is already running"));
+    // Reload with a broken file: keeps running as before.
+    std::fs::write(&cf, "vrrp_instance VI_1 {\n").unwrap();
+    // SAFETY: signalling our daemon by pid.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(500));
+    lab.stable_master("a", Duration::from_millis(500));
+    // Reload with a higher priority: b preempts without a restart.
+    std::fs::write(&cf, conf("", 3, "BACKUP", 200, "0.2", "")).unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    lab.wait_for("b preempts after reload", 5 * S, |l| {
+        l.has_vip("b") && !l.has_vip("a")
+    });
+    client_follows(&lab, "b");
+    // Reload again with the same identity: b stays MASTER and keeps the VIP throughout.
+    std::fs::write(&cf, conf("", 3, "BACKUP", 201, "0.2", "")).unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    lab.stable_master("b", S);
+    // SIGTERM: the daemon releases the VIP, removes its pid file and exits.
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    lab.wait_for("daemon exits and a takes over", 5 * S, |l| {
+        !pf.exists() && l.has_vip("a") && !l.has_vip("b")
+    });
+}
