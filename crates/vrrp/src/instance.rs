@@ -24,6 +24,7 @@ use crate::iface;
 use crate::netlink::Netlink;
 use crate::packet::{parse_ipv4, Advert, AUTH_NONE, AUTH_PASS, IPPROTO_VRRP, VRRP_GROUP};
 use crate::socket::VrrpSocket;
+use crate::sync_group::{GroupRt, Membership};
 use crate::track::{effective_priority, notify, Effective, TrackState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +36,7 @@ pub enum State {
 }
 
 impl State {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             State::Init => "INIT",
             State::Backup => "BACKUP",
@@ -72,6 +73,7 @@ pub struct Setup {
     pub scripts: Vec<(i32, watch::Receiver<TrackState>)>,
     pub wake: mpsc::Receiver<()>,
     pub resume_master: bool,
+    pub group: Option<Membership>,
 }
 
 /// At most one log line per second per instance for dropped packets.
@@ -113,6 +115,9 @@ struct Vrrp {
     garp_at: Option<Instant>,
     drops: RateLog,
     lower: RateLog,
+    group: Option<Arc<GroupRt>>,
+    /// Set while obeying a sync-group order, so the transition is not broadcast back.
+    forced: bool,
 }
 
 fn far() -> Instant {
@@ -154,6 +159,10 @@ pub fn spawn(setup: Setup) -> Result<InstanceHandle, String> {
         },
     )?;
     let (tx, rx) = mpsc::channel(1);
+    let (group, orders) = match setup.group {
+        Some(m) => (Some(m.group), Some(m.orders)),
+        None => (None, None),
+    };
     let v = Vrrp {
         src,
         sock: Arc::new(sock),
@@ -179,9 +188,11 @@ pub fn spawn(setup: Setup) -> Result<InstanceHandle, String> {
         },
         nl: setup.nl,
         script_user: setup.script_user,
+        group,
+        forced: false,
         cfg,
     };
-    tokio::spawn(v.run(rx, setup.wake, setup.resume_master));
+    tokio::spawn(v.run(rx, setup.wake, orders, setup.resume_master));
     Ok(InstanceHandle { name, cmd: tx })
 }
 
@@ -194,6 +205,7 @@ impl Vrrp {
         mut self,
         mut cmd: mpsc::Receiver<(Stop, oneshot::Sender<Outcome>)>,
         mut wake: mpsc::Receiver<()>,
+        mut orders: Option<mpsc::Receiver<State>>,
         resume_master: bool,
     ) {
         self.refresh_tracking();
@@ -229,6 +241,12 @@ impl Vrrp {
                     }
                 }
                 Some(()) = wake.recv() => self.reevaluate().await,
+                Some(order) = async {
+                    match orders.as_mut() {
+                        Some(o) => o.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => self.on_order(order).await,
                 _ = poll.tick() => {
                     if self.refresh_tracking() {
                         self.reevaluate().await;
@@ -320,6 +338,15 @@ impl Vrrp {
         }
         match (self.state, new.fault) {
             (State::Fault, false) => {
+                if self
+                    .group
+                    .as_ref()
+                    .is_some_and(|g| g.other_member_faulty(&self.cfg.name))
+                {
+                    // Our own fault is gone but the group's is not: stay in FAULT with it.
+                    self.sync_record(State::Fault, false);
+                    return;
+                }
                 info!("{} Leaving FAULT state", self.tag());
                 if self.cfg.priority == 255 {
                     self.enter_master().await;
@@ -327,7 +354,7 @@ impl Vrrp {
                     self.enter_backup("").await;
                 }
             }
-            (State::Fault, true) => {}
+            (State::Fault, true) => self.sync_record(State::Fault, false),
             (_, true) => self.enter_fault().await,
             _ => {}
         }
@@ -585,6 +612,7 @@ impl Vrrp {
             self.garp_at = Some(Instant::now() + self.cfg.garp_master_delay);
         }
         self.notify_state(State::Master);
+        self.sync_record(State::Master, !self.forced);
     }
 
     fn vip_dev(&self, v: &Vip) -> Option<(u32, [u8; 6])> {
@@ -658,6 +686,7 @@ impl Vrrp {
         }
         self.deadline = Instant::now() + self.master_down();
         self.notify_state(State::Backup);
+        self.sync_record(State::Backup, !self.forced);
     }
 
     async fn enter_fault(&mut self) {
@@ -670,6 +699,37 @@ impl Vrrp {
         self.garp_at = None;
         self.deadline = far();
         self.notify_state(State::Fault);
+        self.sync_record(State::Fault, !self.forced);
+    }
+
+    /// Tells the sync group (if any) about our state; `initiated` orders the others to follow.
+    fn sync_record(&self, state: State, initiated: bool) {
+        if let Some(g) = &self.group {
+            let own_fault = state == State::Fault && self.compute().fault;
+            g.record(
+                &self.cfg.name,
+                state,
+                own_fault,
+                initiated,
+                self.eff.priority,
+                self.script_user.as_deref(),
+            );
+        }
+    }
+
+    /// Obeys a sync-group order (another member changed state by itself).
+    async fn on_order(&mut self, order: State) {
+        self.forced = true;
+        match (order, self.state) {
+            (State::Master, State::Backup) => self.enter_master().await,
+            (State::Backup, State::Master) => self.enter_backup("(sync group)").await,
+            (State::Backup, State::Fault) if !self.compute().fault => {
+                self.enter_backup("(sync group)").await
+            }
+            (State::Fault, s) if s != State::Fault => self.enter_fault().await,
+            _ => {}
+        }
+        self.forced = false;
     }
 
     async fn shutdown(&mut self) {

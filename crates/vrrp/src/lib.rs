@@ -18,6 +18,7 @@ pub mod netlink;
 pub mod packet;
 pub mod run;
 pub mod socket;
+pub mod sync_group;
 pub mod track;
 
 /// Entry point for `warren vrrp ARGS...` (keepalived's flags: `-f`, `-n`, `-l`, `-t`, ...).

@@ -60,8 +60,17 @@ fn start(cfg: &Config, nl: &Netlink, resume: &[String]) -> Result<Running, Strin
             }
         }
     }
+    let mut memberships: Vec<(String, crate::sync_group::Membership)> = cfg
+        .sync_groups
+        .iter()
+        .flat_map(crate::sync_group::build)
+        .collect();
     let mut instances = Vec::new();
     for (i, inst) in cfg.instances.iter().enumerate() {
+        let group = memberships
+            .iter()
+            .position(|(n, _)| n == &inst.name)
+            .map(|k| memberships.swap_remove(k).1);
         let (_, wake_rx) = std::mem::replace(&mut wakes[i], mpsc::channel(1));
         let setup = Setup {
             cfg: inst.clone(),
@@ -70,6 +79,7 @@ fn start(cfg: &Config, nl: &Netlink, resume: &[String]) -> Result<Running, Strin
             scripts: std::mem::take(&mut per_instance[i]),
             wake: wake_rx,
             resume_master: resume.contains(&inst.name),
+            group,
         };
         match instance::spawn(setup) {
             Ok(h) => instances.push((inst.clone(), h)),

@@ -93,6 +93,9 @@ fn master_holds_vip_stop_and_crash_fail_over_and_preempt_back() {
     });
     client_follows(&lab, "a");
     lab.stable_master("a", S);
+    for p in 0..lab.procs.len() {
+        assert!(!lab.log(p).contains(" WARN "), "{}", lab.log(p));
+    }
 }
 
 #[test]
@@ -538,4 +541,66 @@ fn daemonises_writes_pid_file_and_reloads_on_sighup() {
     lab.wait_for("daemon exits and a takes over", 5 * S, |l| {
         !pf.exists() && l.has_vip("a") && !l.has_vip("b")
     });
+}
+
+#[test]
+fn sync_group_members_fail_over_together() {
+    let Some(_g) = serial() else { return };
+    let mut lab = Lab::new("wvrt-");
+    let ns_a = lab.ns("a");
+    support::sh(&[
+        "ip", "-n", &ns_a, "link", "add", "eth1", "type", "veth", "peer", "name", "eth2",
+    ]);
+    support::sh(&["ip", "-n", &ns_a, "link", "set", "eth2", "up"]);
+    support::sh(&["ip", "-n", &ns_a, "link", "set", "eth1", "up"]);
+    let notify_log = lab.dir.join("group-notify.log");
+    let notify = lab.dir.join("notify.sh");
+    std::fs::write(
+        &notify,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", notify_log.display()),
+    )
+    .unwrap();
+    support::sh(&["chmod", "+x", &notify.display().to_string()]);
+    let two = |prio: u8, track: &str, group_notify: &str| {
+        format!(
+            "global_defs {{\n  script_user root\n  vrrp_version 3\n}}\n\
+             vrrp_sync_group G {{\n  group {{\n    VI_1\n    VI_2\n  }}\n{group_notify}\n}}\n\
+             vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {prio}\n  advert_int 0.2\n  \
+             virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n\
+             vrrp_instance VI_2 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 52\n  priority {prio}\n  advert_int 0.2\n{track}\n  \
+             virtual_ipaddress {{\n    198.18.0.101/24\n  }}\n}}\n"
+        )
+    };
+    let a = lab.warren(
+        "a",
+        &two(
+            150,
+            "  track_interface {\n    eth1\n  }",
+            &format!("  notify {}", notify.display()),
+        ),
+    );
+    lab.warren("b", &two(100, "", ""));
+    let both = |l: &Lab, h: &str| l.has_addr(h, VIP) && l.has_addr(h, "198.18.0.101");
+    let none = |l: &Lab, h: &str| !l.has_addr(h, VIP) && !l.has_addr(h, "198.18.0.101");
+    lab.wait_for("a holds both VIPs", 5 * S, |l| both(l, "a") && none(l, "b"));
+    // Only VI_2 tracks eth1, but VI_1 must follow it into FAULT: b takes both.
+    support::sh(&["ip", "-n", &ns_a, "link", "set", "eth1", "down"]);
+    lab.wait_for("b holds both VIPs", 5 * S, |l| both(l, "b") && none(l, "a"));
+    let log = lab.log(a);
+    assert!(
+        log.contains("(VI_2) Entering FAULT STATE") && log.contains("(VI_1) Entering FAULT STATE"),
+        "{log}"
+    );
+    client_follows(&lab, "b");
+    support::sh(&["ip", "-n", &ns_a, "link", "set", "eth1", "up"]);
+    lab.wait_for("a takes both back", 5 * S, |l| both(l, "a") && none(l, "b"));
+    client_follows(&lab, "a");
+    std::thread::sleep(Duration::from_millis(200));
+    let n = std::fs::read_to_string(&notify_log).unwrap_or_default();
+    for line in ["GROUP G FAULT 150", "GROUP G MASTER 150"] {
+        assert!(
+            n.lines().any(|l| l == line),
+            "group notify log lacks '{line}':\n{n}"
+        );
+    }
 }

@@ -122,5 +122,10 @@ impl Instance {
 pub struct SyncGroup {
     pub name: String,
     pub members: Vec<String>,
+    pub notify_master: Option<String>,
+    pub notify_backup: Option<String>,
+    pub notify_fault: Option<String>,
+    /// Called with `GROUP NAME STATE PRIORITY`.
+    pub notify: Option<String>,
     pub loc: Loc,
 }

@@ -193,15 +193,27 @@ impl Parser {
 
     fn sync_group(&mut self, s: &Stmt) -> R<()> {
         let name = one(s)?.to_string();
-        let mut members = Vec::new();
+        let mut g = SyncGroup {
+            name,
+            members: Vec::new(),
+            notify_master: None,
+            notify_backup: None,
+            notify_fault: None,
+            notify: None,
+            loc: s.loc.clone(),
+        };
         for st in block(s)? {
             match st.keyword.as_str() {
                 "group" => {
                     for m in block(st)? {
-                        members.push(m.keyword.clone());
-                        members.extend(m.args.iter().cloned());
+                        g.members.push(m.keyword.clone());
+                        g.members.extend(m.args.iter().cloned());
                     }
                 }
+                "notify_master" => g.notify_master = Some(self.notify(st)?),
+                "notify_backup" => g.notify_backup = Some(self.notify(st)?),
+                "notify_fault" => g.notify_fault = Some(self.notify(st)?),
+                "notify" => g.notify = Some(self.notify(st)?),
                 _ => self.warn(
                     st,
                     format_args!(
@@ -211,11 +223,7 @@ impl Parser {
                 ),
             }
         }
-        self.config.sync_groups.push(SyncGroup {
-            name,
-            members,
-            loc: s.loc.clone(),
-        });
+        self.config.sync_groups.push(g);
         Ok(())
     }
 
@@ -557,7 +565,8 @@ impl Parser {
                 ));
             }
         }
-        for g in &self.config.sync_groups {
+        let groups = self.config.sync_groups.clone();
+        for (gi, g) in groups.iter().enumerate() {
             for m in &g.members {
                 if !insts.iter().any(|i| &i.name == m) {
                     return Err(Error {
@@ -568,12 +577,22 @@ impl Parser {
                         ),
                     });
                 }
+                if let Some(other) = groups[..gi].iter().find(|o| o.members.contains(m)) {
+                    return Err(Error {
+                        loc: g.loc.clone(),
+                        msg: format!(
+                            "vrrp_sync_group {}: instance {m} is already in sync group {}",
+                            g.name, other.name
+                        ),
+                    });
+                }
             }
-            self.warnings.push(format!(
-                "{}: vrrp_sync_group {}: members are NOT kept in the same state yet (not supported); \
-                 each instance runs independently",
-                g.loc, g.name
-            ));
+            if g.members.len() < 2 {
+                self.warnings.push(format!(
+                    "{}: vrrp_sync_group {} has fewer than 2 members",
+                    g.loc, g.name
+                ));
+            }
         }
         Ok(())
     }

@@ -294,7 +294,11 @@ impl Lab {
     }
 
     pub fn has_vip(&self, host: &str) -> bool {
-        sh(&[
+        self.has_addr(host, VIP)
+    }
+
+    pub fn has_addr(&self, host: &str, addr: &str) -> bool {
+        let out = sh(&[
             "ip",
             "-n",
             &self.ns(host),
@@ -303,8 +307,8 @@ impl Lab {
             "show",
             "dev",
             "eth0",
-        ])
-        .contains(&format!("inet {VIP}/"))
+        ]);
+        out.contains(&format!("inet {addr}/"))
     }
 
     pub fn mac(&self, host: &str) -> String {

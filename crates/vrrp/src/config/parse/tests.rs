@@ -115,6 +115,8 @@ vrrp_sync_group G {
   group {
     VI_1
   }
+  notify_master /gm
+  notify "/gn x"
 }
 "#;
     let l = load_str(text, "full.conf").unwrap();
@@ -157,6 +159,11 @@ vrrp_sync_group G {
     );
     assert!(l.config.global.enable_script_security);
     assert_eq!(l.config.sync_groups[0].members, vec!["VI_1"]);
+    assert_eq!(
+        l.config.sync_groups[0].notify_master.as_deref(),
+        Some("/gm")
+    );
+    assert_eq!(l.config.sync_groups[0].notify.as_deref(), Some("/gn x"));
 }
 
 #[test]
@@ -211,6 +218,10 @@ fn errors_name_file_and_line() {
     assert_eq!(
         error_of("vrrp_instance A {\n interface e\n virtual_router_id 3\n advert_int 50\n version 3\n}\n"),
         "e.conf:4: advert_int 50 out of range for VRRPv3 (0.01..=40.95)"
+    );
+    assert_eq!(
+        error_of("vrrp_instance A {\n interface e\n virtual_router_id 3\n}\nvrrp_sync_group G {\n group {\n A\n B\n }\n}\n"),
+        "e.conf:5: vrrp_sync_group G: member 'B' is not a vrrp_instance"
     );
     assert_eq!(
         error_of("global_defs\n"),
