@@ -52,7 +52,9 @@ fn pid_alive(pid: i32) -> bool {
 pub struct PidFiles(Vec<PathBuf>);
 
 impl PidFiles {
-    pub fn create(paths: &[&Path]) -> Result<PidFiles, String> {
+    /// Refuses when a pid file names a live process other than us. Called before forking (so
+    /// the user sees the error and exit status) and again when the files are written.
+    pub fn check(paths: &[&Path]) -> Result<(), String> {
         let me = std::process::id();
         for p in paths {
             if let Ok(text) = std::fs::read_to_string(p) {
@@ -66,6 +68,12 @@ impl PidFiles {
                 }
             }
         }
+        Ok(())
+    }
+
+    pub fn create(paths: &[&Path]) -> Result<PidFiles, String> {
+        Self::check(paths)?;
+        let me = std::process::id();
         let mut done = PidFiles(Vec::new());
         for p in paths {
             std::fs::write(p, format!("{me}\n"))

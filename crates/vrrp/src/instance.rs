@@ -231,7 +231,11 @@ impl Vrrp {
                         let pkt = buf[..n.min(buf.len())].to_vec();
                         self.on_packet(&pkt).await;
                     }
-                    Err(e) => self.drop_log(format!("receive error: {e}")),
+                    Err(e) => {
+                        self.drop_log(format!("receive error: {e}"));
+                        // A persistent error (interface gone) must not turn into a busy loop.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 },
                 _ = sleep_until(self.deadline) => self.on_timer().await,
                 _ = sleep_until(garp_at) => {

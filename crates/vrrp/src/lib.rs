@@ -70,6 +70,24 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    let mut pid_paths = vec![opts.pid_file.as_path()];
+    if let Some(r) = &opts.vrrp_pid_file {
+        pid_paths.push(r.as_path());
+    }
+    // Checked before forking, so that these mistakes reach the terminal and the exit status.
+    if let Err(e) = daemon::PidFiles::check(&pid_paths) {
+        eprintln!("warren vrrp: {e}");
+        return ExitCode::from(1);
+    }
+    for i in &loaded.config.instances {
+        if iface::lookup(&i.interface).is_none() {
+            eprintln!(
+                "warren vrrp: {}: (vrrp_instance {}) interface {} does not exist",
+                i.loc, i.name, i.interface
+            );
+            return ExitCode::from(1);
+        }
+    }
     if !opts.dont_fork {
         if let Err(e) = daemon::daemonise(opts.log_console) {
             eprintln!("warren vrrp: cannot fork: {e}");
@@ -79,10 +97,6 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     daemon::init_logging(opts.log_console, opts.log_detail);
     for w in &loaded.warnings {
         tracing::warn!("{w}");
-    }
-    let mut pid_paths = vec![opts.pid_file.as_path()];
-    if let Some(r) = &opts.vrrp_pid_file {
-        pid_paths.push(r.as_path());
     }
     let _pids = match daemon::PidFiles::create(&pid_paths) {
         Ok(p) => p,

@@ -48,5 +48,24 @@ fn config_test_refuses_malformed_file_with_location() {
     assert!(err.contains("cannot read"), "{err}");
     let (code, _) = run(&["--bogus"]);
     assert_eq!(code, Some(1));
+    // A valid file whose interface does not exist: refused before forking, with its location.
+    let g = dir.join("noif.conf");
+    std::fs::write(
+        &g,
+        "vrrp_instance VI_1 {\n  interface wvr-nope0\n  virtual_router_id 51\n}\n",
+    )
+    .unwrap();
+    let pid = dir.join("noif.pid");
+    let (code, err) = run(&[
+        "-f",
+        &g.display().to_string(),
+        "-p",
+        &pid.display().to_string(),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("noif.conf:1: (vrrp_instance VI_1) interface wvr-nope0 does not exist"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
