@@ -11,11 +11,11 @@
 #   down, then every process of the master daemon (keepalived: parent and VRRP child) gets
 #   SIGKILL, so no priority-0 advert can leave: the backup's master-down interval applies.
 #
-# Usage: sudo bench/vrrp.sh        (RUNS=5 by default; WARREN_BIN=path/to/warren)
+# Usage: sudo bench/vrrp.sh        (RUNS=10 by default; WARREN_BIN=path/to/warren)
 # Needs root, iproute2, python3, keepalived 2.x. Prints a Markdown table.
 set -euo pipefail
 P=wvrb-
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-10}
 HERE=$(cd "$(dirname "$0")" && pwd)
 WARREN=${WARREN_BIN:-${CARGO_TARGET_DIR:-$HERE/../target}/debug/warren}
 [ "$(id -u)" = 0 ] || { echo "bench/vrrp.sh: needs root (network namespaces)"; exit 1; }
@@ -28,7 +28,7 @@ cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true; done
   sleep 0.3
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true; done
-  for f in "$W"/*vrrp.pid; do [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null || true; done
+  for f in "$W"/*.pid; do [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null || true; done
   for ns in $(ip netns list | awk '{print $1}' | grep "^$P" || true); do ip netns del "$ns"; done
 }
 trap 'cleanup; rm -rf "$W"' EXIT
@@ -57,7 +57,7 @@ while True:
 EOF
 cat > "$W/client.py" <<'EOF'
 # client.py MODE(stop|crash) PID... -> prints failover milliseconds
-import os, signal, socket, subprocess, sys, time
+import os, random, signal, socket, subprocess, sys, time
 def probe():
     try:
         s = socket.create_connection(("198.18.0.100", 7000), timeout=0.02)
@@ -69,6 +69,9 @@ while probe() != "a":
     if time.monotonic() > deadline: print("nan"); sys.exit(0)
     time.sleep(0.01)
 mode, pids = sys.argv[1], [int(p) for p in sys.argv[2:]]
+# A random phase within the (longest) advert interval, so that "crash" results sample the
+# whole interval instead of a fixed offset from the last advert.
+time.sleep(random.uniform(0, 1))
 t0 = time.monotonic()
 if mode == "stop":
     os.kill(pids[0], signal.SIGTERM)
@@ -83,6 +86,7 @@ while True:
     time.sleep(0.002)
 EOF
 for h in a b; do ip netns exec $P$h python3 "$W/server.py" $h & PIDS+=($!); done
+sleep 0.5
 
 conf() { # version state prio advert
   cat <<EOF
@@ -104,8 +108,8 @@ vrrp_instance VI_1 {
 EOF
 }
 
-start() { # impl host version state prio advert -> pid
-  local impl=$1 h=$2 n=run
+start() { # impl host version state prio advert run-id -> pid
+  local impl=$1 h=$2 n=$7
   conf "$3" "$4" "$5" "$6" > "$W/$impl-$h.conf"
   if [ "$impl" = keepalived ]; then
     ip netns exec $P$h keepalived -n -l --vrrp -f "$W/$impl-$h.conf" -p "$W/$h-$n-main.pid" \
@@ -113,26 +117,41 @@ start() { # impl host version state prio advert -> pid
   else
     ip netns exec $P$h "$WARREN" vrrp -n -l -f "$W/$impl-$h.conf" -p "$W/$h-$n-main.pid" > "$W/$impl-$h.log" 2>&1 &
   fi
-  PIDS+=($!); echo $!
+  echo $!
+}
+
+stop_all() { # pids... : SIGTERM, wait until gone (they are not our children), then SIGKILL
+  kill -TERM "$@" 2>/dev/null || true
+  for _ in $(seq 100); do
+    local alive=0
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && return 0
+    sleep 0.05
+  done
+  kill -KILL "$@" 2>/dev/null || true
 }
 
 one_run() { # impl version advert mode -> ms
-  local impl=$1 v=$2 adv=$3 mode=$4
+  local impl=$1 v=$2 adv=$3 mode=$4 n
+  n=$(date +%s%N) # unique pid-file names: a previous daemon's exit must not remove ours
   ip -n ${P}a link set eth0 up
   ip -n ${P}a addr del 198.18.0.100/24 dev eth0 2>/dev/null || true
   ip -n ${P}b addr del 198.18.0.100/24 dev eth0 2>/dev/null || true
-  local pa pb kids=""
-  rm -f "$W"/*-run-*.pid
-  pa=$(start "$impl" a "$v" MASTER 150 "$adv")
-  pb=$(start "$impl" b "$v" BACKUP 100 "$adv")
+  local pa pb kids="" all
+  pa=$(start "$impl" a "$v" MASTER 150 "$adv" "$n")
+  pb=$(start "$impl" b "$v" BACKUP 100 "$adv" "$n")
   # Wait for a steady state: a holds the VIP and b has seen a's adverts for a while.
   for _ in $(seq 200); do ip -n ${P}a -4 addr show dev eth0 | grep -q 198.18.0.100 && break; sleep 0.05; done
   sleep 1
-  [ -f "$W/a-run-vrrp.pid" ] && kids=$(cat "$W/a-run-vrrp.pid")
+  if [ "$impl" = keepalived ]; then
+    kids=$(cat "$W/a-$n-vrrp.pid")
+    [ -n "$kids" ] || { echo "keepalived VRRP child pid missing" >&2; exit 1; }
+  fi
   ip netns exec ${P}c python3 "$W/client.py" "$mode" "$pa" $kids
-  kill -TERM "$pa" "$pb" 2>/dev/null || true
-  wait "$pa" "$pb" 2>/dev/null || true
-  sleep 0.3
+  all="$pa $pb $kids"
+  [ -f "$W/b-$n-vrrp.pid" ] && all="$all $(cat "$W/b-$n-vrrp.pid")"
+  # shellcheck disable=SC2086
+  stop_all $all
 }
 
 stats() { # values... -> "median (min–max)"
@@ -146,7 +165,9 @@ for row in "keepalived 2 1" "warren 2 1" "keepalived 3 0.1" "warren 3 0.1"; do
   s=(); c=()
   for _ in $(seq "$RUNS"); do s+=("$(one_run "$1" "$2" "$3" stop)"); done
   for _ in $(seq "$RUNS"); do c+=("$(one_run "$1" "$2" "$3" crash)"); done
-  name=$1; [ "$1" = keepalived ] && name="keepalived $(keepalived --version 2>&1 | head -1 | awk '{print $2}')"
+  name=$1
+  # awk reads all of keepalived's output: `head` would close the pipe early (SIGPIPE + pipefail)
+  [ "$1" = keepalived ] && name="keepalived $(keepalived --version 2>&1 | awk 'NR == 1 {print $2}')"
   echo "| $name | v$2 | $3 s | $(stats "${s[@]}") | $(stats "${c[@]}") |"
 done
 echo
