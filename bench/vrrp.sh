@@ -4,8 +4,9 @@
 # Topology (network namespaces only, 198.18.0.0/24, bridge in its own namespace):
 #   wvrb-a 198.18.0.1 (MASTER, priority 150), wvrb-b 198.18.0.2 (BACKUP, priority 100),
 #   wvrb-c 198.18.0.3 (client), VIP 198.18.0.100/24. A tiny TCP server on port 7000 on a and b
-#   answers with the host name. The client connects to VIP:7000 every 2 ms (20 ms connect
-#   timeout); the failover time is from the moment the master is stopped until the first reply
+#   answers with the host name. The client connects to VIP:7000 every 2 ms (20 ms connect and
+#   read timeouts: a longer read timeout would add itself to the result whenever a probe was
+#   accepted by the old master just before it let go of the VIP); the failover time is from the moment the master is stopped until the first reply
 #   from b (so it includes the VRRP takeover, gratuitous ARP and the client's ARP cache update).
 #   "stop" = SIGTERM (the daemon sends a priority-0 advert); "crash" = the master's link goes
 #   down, then every process of the master daemon (keepalived: parent and VRRP child) gets
@@ -61,7 +62,7 @@ import os, random, signal, socket, subprocess, sys, time
 def probe():
     try:
         s = socket.create_connection(("198.18.0.100", 7000), timeout=0.02)
-        s.settimeout(0.2); d = s.recv(16); s.close(); return d.decode()
+        s.settimeout(0.02); d = s.recv(16); s.close(); return d.decode()
     except OSError:
         return None
 deadline = time.monotonic() + 20

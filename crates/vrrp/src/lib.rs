@@ -52,16 +52,20 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         for w in &loaded.warnings {
             eprintln!("warren vrrp: warning: {w}");
         }
-        for i in &loaded.config.instances {
-            for s in i
-                .track_scripts
+        let tracked = loaded.config.scripts.iter().filter(|s| {
+            loaded
+                .config
+                .instances
                 .iter()
-                .filter_map(|t| loaded.config.scripts.iter().find(|s| s.name == t.name))
-            {
-                let prog = s.script.split_whitespace().next().unwrap_or("");
-                if prog.starts_with('/') && !std::path::Path::new(prog).exists() {
-                    eprintln!("warren vrrp: warning: {}: script {prog} does not exist (it will count as failing)", s.loc);
-                }
+                .any(|i| i.track_scripts.iter().any(|t| t.name == s.name))
+        });
+        for s in tracked {
+            let prog = s.script.split_whitespace().next().unwrap_or("");
+            if prog.starts_with('/') && !std::path::Path::new(prog).exists() {
+                eprintln!(
+                    "warren vrrp: warning: {}: script {prog} does not exist (it will count as failing)",
+                    s.loc
+                );
             }
         }
         eprintln!(
@@ -88,6 +92,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    // Absolute, so that SIGHUP re-reads the same file after daemonising changed directory.
+    let config_path = std::fs::canonicalize(&opts.config).unwrap_or_else(|_| opts.config.clone());
     if !opts.dont_fork {
         if let Err(e) = daemon::daemonise(opts.log_console) {
             eprintln!("warren vrrp: cannot fork: {e}");
@@ -116,6 +122,6 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = rt.block_on(run::run(&opts.config, loaded.config));
+    let code = rt.block_on(run::run(&config_path, loaded.config));
     ExitCode::from(code)
 }

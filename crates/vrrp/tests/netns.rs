@@ -470,16 +470,12 @@ fn daemonises_writes_pid_file_and_reloads_on_sighup() {
     let pf = lab.dir.join("b-daemon.pid");
     std::fs::write(&cf, conf("", 3, "BACKUP", 100, "0.2", "")).unwrap();
     let bin = support::warren_bin();
+    // A relative -f: SIGHUP must still find the file after the daemon's chdir("/").
     let st = std::process::Command::new("ip")
+        .current_dir(&lab.dir)
         .args(["netns", "exec", &lab.ns("b")])
         .arg(&bin)
-        .args([
-            "vrrp",
-            "-f",
-            &cf.display().to_string(),
-            "-p",
-            &pf.display().to_string(),
-        ])
+        .args(["vrrp", "-f", "b-daemon.conf", "-p", &pf.display().to_string()])
         .status()
         .unwrap();
     assert!(st.success(), "launcher exit status {st:?}");
