@@ -4,10 +4,12 @@
 # Topology (network namespaces only, 198.18.0.0/24, bridge in its own namespace):
 #   wvrb-a 198.18.0.1 (MASTER, priority 150), wvrb-b 198.18.0.2 (BACKUP, priority 100),
 #   wvrb-c 198.18.0.3 (client), VIP 198.18.0.100/24. A tiny TCP server on port 7000 on a and b
-#   answers with the host name. The client connects to VIP:7000 every 2 ms (20 ms connect and
-#   read timeouts: a longer read timeout would add itself to the result whenever a probe was
-#   accepted by the old master just before it let go of the VIP); the failover time is from the moment the master is stopped until the first reply
+#   answers with the host name. The client connects to VIP:7000 every ~1 ms (5 ms connect and
+#   20 ms read timeouts; the path inside the namespaces answers in microseconds, and long
+#   timeouts would add themselves to the result whenever a probe was in flight during the
+#   takeover); the failover time is from the moment the master is stopped until the first reply
 #   from b (so it includes the VRRP takeover, gratuitous ARP and the client's ARP cache update).
+#   The master is stopped half an advert interval after one of its adverts (seen by the client).
 #   "stop" = SIGTERM (the daemon sends a priority-0 advert); "crash" = the master's link goes
 #   down, then every process of the master daemon (keepalived: parent and VRRP child) gets
 #   SIGKILL, so no priority-0 advert can leave: the backup's master-down interval applies.
@@ -57,11 +59,11 @@ while True:
     c, _ = s.accept(); c.sendall(sys.argv[1].encode()); c.close()
 EOF
 cat > "$W/client.py" <<'EOF'
-# client.py MODE(stop|crash) PID... -> prints failover milliseconds
-import os, random, signal, socket, subprocess, sys, time
+# client.py MODE(stop|crash) ADVERT_SECONDS PID... -> prints failover milliseconds
+import os, signal, socket, subprocess, sys, time
 def probe():
     try:
-        s = socket.create_connection(("198.18.0.100", 7000), timeout=0.02)
+        s = socket.create_connection(("198.18.0.100", 7000), timeout=0.005)
         s.settimeout(0.02); d = s.recv(16); s.close(); return d.decode()
     except OSError:
         return None
@@ -69,10 +71,17 @@ deadline = time.monotonic() + 20
 while probe() != "a":
     if time.monotonic() > deadline: print("nan"); sys.exit(0)
     time.sleep(0.01)
-mode, pids = sys.argv[1], [int(p) for p in sys.argv[2:]]
-# A random phase within the (longest) advert interval, so that "crash" results sample the
-# whole interval instead of a fixed offset from the last advert.
-time.sleep(random.uniform(0, 1))
+mode, advert, pids = sys.argv[1], float(sys.argv[2]), [int(p) for p in sys.argv[3:]]
+# Same phase for every run and implementation: act half an advert interval after an advert
+# from the master (seen on the bridge, which floods 224.0.0.18), so "crash" results do not
+# depend on where in the interval the crash happened to land.
+sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+sniff.settimeout(5)
+while True:
+    f = sniff.recv(2048)
+    if len(f) > 34 and f[23] == 112 and f[26:30] == bytes([198, 18, 0, 1]):
+        break
+time.sleep(advert / 2)
 t0 = time.monotonic()
 if mode == "stop":
     os.kill(pids[0], signal.SIGTERM)
@@ -84,7 +93,7 @@ while True:
     if probe() == "b":
         print("%.0f" % ((time.monotonic() - t0) * 1000)); break
     if time.monotonic() - t0 > 20: print("nan"); break
-    time.sleep(0.002)
+    time.sleep(0.001)
 EOF
 for h in a b; do ip netns exec $P$h python3 "$W/server.py" $h & PIDS+=($!); done
 sleep 0.5
@@ -148,7 +157,7 @@ one_run() { # impl version advert mode -> ms
     kids=$(cat "$W/a-$n-vrrp.pid")
     [ -n "$kids" ] || { echo "keepalived VRRP child pid missing" >&2; exit 1; }
   fi
-  ip netns exec ${P}c python3 "$W/client.py" "$mode" "$pa" $kids
+  ip netns exec ${P}c python3 "$W/client.py" "$mode" "$adv" "$pa" $kids
   all="$pa $pb $kids"
   [ -f "$W/b-$n-vrrp.pid" ] && all="$all $(cat "$W/b-$n-vrrp.pid")"
   # shellcheck disable=SC2086

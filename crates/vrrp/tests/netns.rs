@@ -51,6 +51,20 @@ fn master_holds_vip_stop_and_crash_fail_over_and_preempt_back() {
     let b = lab.warren("b", &cb);
     lab.wait_for("a holds the VIP", 5 * S, |l| l.has_vip("a"));
     expect_master(&lab, "a");
+    let addrs = support::sh(&[
+        "ip",
+        "-n",
+        &lab.ns("a"),
+        "-4",
+        "addr",
+        "show",
+        "dev",
+        "eth0",
+    ]);
+    assert!(
+        addrs.contains(&format!("inet {VIP}/24")) && addrs.contains("eth0:vip"),
+        "VIP with its label: {addrs}"
+    );
     client_follows(&lab, "a");
     assert!(lab.log(a).contains("(VI_1) Entering MASTER STATE"));
     assert!(lab.log(b).contains("(VI_1) Entering BACKUP STATE"));
@@ -475,7 +489,13 @@ fn daemonises_writes_pid_file_and_reloads_on_sighup() {
         .current_dir(&lab.dir)
         .args(["netns", "exec", &lab.ns("b")])
         .arg(&bin)
-        .args(["vrrp", "-f", "b-daemon.conf", "-p", &pf.display().to_string()])
+        .args([
+            "vrrp",
+            "-f",
+            "b-daemon.conf",
+            "-p",
+            &pf.display().to_string(),
+        ])
         .status()
         .unwrap();
     assert!(st.success(), "launcher exit status {st:?}");
