@@ -128,6 +128,30 @@ fn nopreempt_keeps_the_current_master() {
 }
 
 #[test]
+fn preempt_delay_postpones_preemption() {
+    let Some(_g) = serial() else { return };
+    let mut lab = Lab::new("wvrt-");
+    lab.warren("b", &conf("", 3, "BACKUP", 100, "0.2", ""));
+    lab.wait_for("b holds the VIP", 5 * S, |l| l.has_vip("b"));
+    let a = lab.warren("a", &conf("", 3, "BACKUP", 150, "0.2", "  preempt_delay 2"));
+    lab.wait_for("a is BACKUP", 5 * S, |l| {
+        l.log(a).contains("Entering BACKUP STATE")
+    });
+    let started = std::time::Instant::now();
+    // Without the delay a would preempt after its master-down interval (≈ 0.7 s).
+    lab.stable_master("b", Duration::from_millis(1500));
+    lab.wait_for("a preempts after the delay", 5 * S, |l| {
+        l.has_vip("a") && !l.has_vip("b")
+    });
+    let waited = started.elapsed();
+    assert!(
+        waited >= 2 * S,
+        "preempted after {waited:?}, before preempt_delay 2"
+    );
+    assert!(waited < 4 * S, "preempted only after {waited:?}");
+}
+
+#[test]
 fn failing_track_script_with_negative_weight_fails_over() {
     let Some(_g) = serial() else { return };
     let mut lab = Lab::new("wvrt-");
