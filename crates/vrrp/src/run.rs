@@ -10,30 +10,52 @@ use std::path::Path;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use crate::config::model::{Config, Instance};
+use crate::config::model::{Config, Instance, VrrpScript};
 use crate::config::parse::load_file;
 use crate::instance::{self, InstanceHandle, Outcome, Setup, Stop};
 use crate::netlink::Netlink;
-use crate::track::spawn_script;
+use crate::track::{spawn_script, TrackState};
 
 struct Running {
     instances: Vec<(Instance, InstanceHandle)>,
     scripts: Vec<JoinHandle<()>>,
+    /// Each running script's definition and state, carried over by a reload when unchanged.
+    script_states: Vec<(VrrpScript, watch::Receiver<TrackState>)>,
+}
+
+/// The state a reloaded script starts from: the old one's if the definition is unchanged.
+fn carried_state(old: &[(VrrpScript, watch::Receiver<TrackState>)], s: &VrrpScript) -> TrackState {
+    old.iter()
+        .find(|(o, _)| {
+            o.name == s.name
+                && o.script == s.script
+                && o.rise == s.rise
+                && o.fall == s.fall
+                && o.user == s.user
+        })
+        .map(|(_, rx)| *rx.borrow())
+        .unwrap_or(TrackState::Unknown)
 }
 
 fn same_identity(a: &Instance, b: &Instance) -> bool {
     a.name == b.name && a.interface == b.interface && a.vrid == b.vrid && a.version == b.version
 }
 
-fn start(cfg: &Config, nl: &Netlink, resume: &[String]) -> Result<Running, String> {
+fn start(
+    cfg: &Config,
+    nl: &Netlink,
+    resume: &[String],
+    old_scripts: &[(VrrpScript, watch::Receiver<TrackState>)],
+) -> Result<Running, String> {
     let mut wakes: Vec<(mpsc::Sender<()>, mpsc::Receiver<()>)> =
         cfg.instances.iter().map(|_| mpsc::channel(1)).collect();
     let mut scripts = Vec::new();
-    let mut per_instance: Vec<Vec<(i32, tokio::sync::watch::Receiver<crate::track::TrackState>)>> =
+    let mut script_states = Vec::new();
+    let mut per_instance: Vec<Vec<(i32, watch::Receiver<TrackState>)>> =
         vec![Vec::new(); cfg.instances.len()];
     for s in &cfg.scripts {
         let users: Vec<usize> = (0..cfg.instances.len())
@@ -48,8 +70,11 @@ fn start(cfg: &Config, nl: &Netlink, resume: &[String]) -> Result<Running, Strin
             continue; // keepalived does not run scripts nobody tracks
         }
         let senders = users.iter().map(|&i| wakes[i].0.clone()).collect();
-        let (runner, handle) = spawn_script(s.clone(), cfg.global.script_user.clone(), senders);
+        let initial = carried_state(old_scripts, s);
+        let (runner, handle) =
+            spawn_script(s.clone(), cfg.global.script_user.clone(), senders, initial);
         scripts.push(handle);
+        script_states.push((s.clone(), runner.state.clone()));
         for &i in &users {
             for t in cfg.instances[i]
                 .track_scripts
@@ -92,7 +117,11 @@ fn start(cfg: &Config, nl: &Netlink, resume: &[String]) -> Result<Running, Strin
             }
         }
     }
-    Ok(Running { instances, scripts })
+    Ok(Running {
+        instances,
+        scripts,
+        script_states,
+    })
 }
 
 async fn stop_one(h: &InstanceHandle, how: Stop) -> Option<Outcome> {
@@ -124,7 +153,7 @@ pub async fn run(config_path: &Path, initial: Config) -> u8 {
             return 1;
         }
     };
-    let mut running = match start(&initial, &nl, &[]) {
+    let mut running = match start(&initial, &nl, &[], &[]) {
         Ok(r) => r,
         Err(e) => {
             error!("{e}");
@@ -166,7 +195,7 @@ pub async fn run(config_path: &Path, initial: Config) -> u8 {
                         }
                     }
                 }
-                running = match start(&new, &nl, &resume) {
+                running = match start(&new, &nl, &resume, &running.script_states) {
                     Ok(r) => r,
                     Err(e) => {
                         error!("reload failed: {e}; no instance is running, exiting");

@@ -76,6 +76,15 @@ impl Hysteresis {
         }
     }
 
+    /// Continues from a known state (a reload keeps what the previous run of the same script
+    /// established, so priorities do not jump while the first new result is pending).
+    pub fn resume(rise: u32, fall: u32, state: TrackState) -> Self {
+        Hysteresis {
+            state,
+            ..Hysteresis::new(rise, fall)
+        }
+    }
+
     /// Feeds one result; returns true when the state changed.
     pub fn feed(&mut self, ok: bool) -> bool {
         if self.last_ok == Some(ok) {
@@ -176,11 +185,12 @@ pub fn spawn_script(
     s: VrrpScript,
     default_user: Option<String>,
     wake: Vec<mpsc::Sender<()>>,
+    initial: TrackState,
 ) -> (ScriptRunner, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = watch::channel(TrackState::Unknown);
+    let (tx, rx) = watch::channel(initial);
     let name = s.name.clone();
     let handle = tokio::spawn(async move {
-        let mut h = Hysteresis::new(s.rise, s.fall);
+        let mut h = Hysteresis::resume(s.rise, s.fall, initial);
         let user = s.user.clone().or(default_user);
         let mut tick = tokio::time::interval(s.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -292,6 +302,16 @@ mod tests {
         h.feed(true);
         h.feed(false);
         h.feed(false);
+        assert_eq!(h.state, Ok);
+    }
+
+    #[test]
+    fn resumed_state_keeps_hysteresis() {
+        // A reload carries FAILED over: one success (rise 2) is not enough to become OK.
+        let mut h = Hysteresis::resume(2, 1, Failed);
+        assert!(!h.feed(true));
+        assert_eq!(h.state, Failed);
+        assert!(h.feed(true));
         assert_eq!(h.state, Ok);
     }
 
