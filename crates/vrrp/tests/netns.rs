@@ -644,3 +644,78 @@ fn sync_group_members_fail_over_together() {
         );
     }
 }
+
+/// Gratuitous ARPs for the VIP seen on the client for `period`: arrival times.
+fn sniff_garps(lab: &Lab, period: Duration) -> std::thread::JoinHandle<Vec<std::time::Instant>> {
+    let ns = lab.ns("c");
+    std::thread::spawn(move || {
+        support::in_ns(&ns, move || {
+            // SAFETY: an AF_PACKET socket we own, read with a timeout and closed at the end.
+            unsafe {
+                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, (0x0806u16).to_be() as i32);
+                assert!(fd >= 0, "AF_PACKET socket");
+                let tv = libc::timeval {
+                    tv_sec: 0,
+                    tv_usec: 50_000,
+                };
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    (&tv as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as u32,
+                );
+                let vip: std::net::Ipv4Addr = VIP.parse().unwrap();
+                let start = std::time::Instant::now();
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 128];
+                while start.elapsed() < period {
+                    let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+                    // Ethernet + ARP: sender IP at 28..32, target IP at 38..42; GARP when both are the VIP.
+                    if n >= 42 && buf[28..32] == vip.octets() && buf[38..42] == vip.octets() {
+                        seen.push(std::time::Instant::now());
+                    }
+                }
+                libc::close(fd);
+                seen
+            }
+        })
+    })
+}
+
+#[test]
+fn gratuitous_arps_follow_garp_master_repeat_and_delay() {
+    let Some(_g) = serial() else { return };
+    let mut lab = Lab::new("wvrt-");
+    let sniffer = sniff_garps(&lab, Duration::from_millis(3500));
+    std::thread::sleep(Duration::from_millis(100));
+    let a = lab.warren(
+        "a",
+        &conf(
+            "",
+            3,
+            "MASTER",
+            150,
+            "0.2",
+            "  garp_master_delay 1\n  garp_master_repeat 3",
+        ),
+    );
+    lab.wait_for("a holds the VIP", 3 * S, |l| l.has_vip("a"));
+    let seen = sniffer.join().unwrap();
+    assert_eq!(
+        seen.len(),
+        6,
+        "3 GARPs at takeover + 3 after garp_master_delay: {seen:?}\n{}",
+        lab.log(a)
+    );
+    let burst = seen[2].duration_since(seen[0]);
+    let gap = seen[3].duration_since(seen[2]);
+    assert!(
+        burst < Duration::from_millis(100),
+        "first burst spread over {burst:?}"
+    );
+    assert!(
+        gap > Duration::from_millis(900) && gap < Duration::from_millis(1300),
+        "second burst after {gap:?}"
+    );
+}
