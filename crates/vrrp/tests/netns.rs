@@ -719,3 +719,37 @@ fn gratuitous_arps_follow_garp_master_repeat_and_delay() {
         "second burst after {gap:?}"
     );
 }
+
+#[test]
+fn interop_keepalived_unicast_peers() {
+    let Some(_g) = serial() else { return };
+    if std::process::Command::new("keepalived")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("skipping: keepalived is not installed");
+        return;
+    }
+    let mut lab = Lab::new("wvrt-");
+    let uni = |me: u8, peer: u8| {
+        format!("  unicast_src_ip 198.18.0.{me}\n  unicast_peer {{\n    198.18.0.{peer}\n  }}")
+    };
+    let kc = conf("", 3, "MASTER", 150, "0.2", &uni(1, 2));
+    let k = lab.keepalived("a", &kc);
+    let w = lab.warren("b", &conf("", 3, "BACKUP", 100, "0.2", &uni(2, 1)));
+    lab.wait_for("keepalived (a) holds the VIP", 5 * S, |l| {
+        l.has_vip("a") && !l.has_vip("b")
+    });
+    lab.stable_master("a", S);
+    lab.stop(k, libc::SIGTERM);
+    client_follows(&lab, "b");
+    lab.keepalived("a", &kc);
+    lab.wait_for("keepalived preempts over unicast", 5 * S, |l| {
+        l.has_vip("a") && !l.has_vip("b")
+    });
+    assert!(lab
+        .log(w)
+        .contains("Master received advert from 198.18.0.1 with higher priority 150, ours 100"));
+    client_follows(&lab, "a");
+}
