@@ -49,7 +49,9 @@ rows=(
 run_row() {
   local port=$1; shift
   local out
-  out=$($PIN_GEN "$warren" perf -h "amqp://guest:guest@127.0.0.1:$port/%2f" -z "$secs" --quiet-seconds "$@" 2>&1) || true
+  # A broker that cannot take the row (e.g. runs out of file descriptors) must not hang the
+  # whole matrix: the row then reads 0 and the table says so.
+  out=$(timeout $((secs + 120)) $PIN_GEN "$warren" perf -h "amqp://guest:guest@127.0.0.1:$port/%2f" -z "$secs" --quiet-seconds "$@" 2>&1) || true
   local s r
   s=$(echo "$out" | sed -n 's/.*sending rate avg: \([0-9]*\).*/\1/p')
   r=$(echo "$out" | sed -n 's/.*receiving rate avg: \([0-9]*\).*/\1/p')

@@ -20,7 +20,12 @@ rabbitmq_start() {
     RABBITMQ_FEATURE_FLAGS_FILE="$dir/feature_flags" RABBITMQ_PLUGINS_EXPAND_DIR="$dir/plugins-expand"
     RABBITMQ_LOG_BASE="$dir/log" RABBITMQ_CONFIG_FILE="$dir/rabbitmq" RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
     ERL_EPMD_PORT=4370 RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="${RABBIT_ERL_ARGS:-}")
-  env "${RABBIT_ENV[@]}" ${PIN_BROKER:-} rabbitmq-server >"$dir/out.log" 2>&1 &
+  # The Debian wrapper (/usr/sbin/rabbitmq-server) re-executes through `su rabbitmq`, which
+  # resets the open-file limit to 1024; as root, call the real script so the limit we raised
+  # (10,000 connections) applies.
+  local server=rabbitmq-server
+  [ "$(id -u)" = 0 ] && [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && server=/usr/lib/rabbitmq/bin/rabbitmq-server
+  env "${RABBIT_ENV[@]}" ${PIN_BROKER:-} "$server" >"$dir/out.log" 2>&1 &
   for _ in $(seq 120); do
     (echo >/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
     sleep 0.5
