@@ -147,10 +147,16 @@ pub fn run(a: ServerArgs) -> ExitCode {
                 .unwrap_or(defaults.alarms.disk_free_limit),
         },
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    // WARREN_SCHEDULERS sets the number of runtime worker threads (default: one per CPU),
+    // like RabbitMQ's `+S` scheduler count.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("WARREN_SCHEDULERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
     {
+        builder.worker_threads(n.max(1));
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("warren server: cannot start runtime: {e}");

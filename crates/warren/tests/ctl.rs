@@ -261,31 +261,70 @@ async fn stop_app_reset_start_app_and_definitions_round_trip() {
 async fn permissions_are_enforced_per_vhost_and_resource() {
     let node = Node::start();
     assert_eq!(node.ctl(&["add_user", "reader", "pw"]).0, 0);
-    assert_eq!(node.ctl(&["set_permissions", "-p", "/", "reader", "^$", "^$", "^reader-"]).0, 0);
+    assert_eq!(
+        node.ctl(&[
+            "set_permissions",
+            "-p",
+            "/",
+            "reader",
+            "^$",
+            "^$",
+            "^reader-"
+        ])
+        .0,
+        0
+    );
     assert_eq!(node.ctl(&["add_vhost", "other"]).0, 0);
     let admin = node.connect().await;
     let ach = admin.create_channel().await.unwrap();
     for q in ["reader-q", "secret"] {
-        ach.queue_declare(q.into(), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
+        ach.queue_declare(
+            q.into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
     }
     let uri = format!("amqp://reader:pw@127.0.0.1:{}/%2f", node.port);
-    let conn = Connection::connect(&uri, ConnectionProperties::default()).await.unwrap();
+    let conn = Connection::connect(&uri, ConnectionProperties::default())
+        .await
+        .unwrap();
     let ch = conn.create_channel().await.unwrap();
-    assert!(ch.basic_get("reader-q".into(), BasicGetOptions::default()).await.unwrap().is_none());
-    let e = ch.basic_get("secret".into(), BasicGetOptions::default()).await.unwrap_err();
+    assert!(ch
+        .basic_get("reader-q".into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+        .is_none());
+    let e = ch
+        .basic_get("secret".into(), BasicGetOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(common::reply_code(&e), Some(403));
     assert_eq!(
         common::reply_text(&e),
         "ACCESS_REFUSED - read access to queue 'secret' in vhost '/' refused for user 'reader'"
     );
     let ch = conn.create_channel().await.unwrap();
-    let e = ch.queue_declare("mine".into(), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap_err();
+    let e = ch
+        .queue_declare(
+            "mine".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(
         common::reply_text(&e),
         "ACCESS_REFUSED - configure access to queue 'mine' in vhost '/' refused for user 'reader'"
     );
     let other = format!("amqp://reader:pw@127.0.0.1:{}/other", node.port);
-    let e = Connection::connect(&other, ConnectionProperties::default()).await.unwrap_err();
+    let e = Connection::connect(&other, ConnectionProperties::default())
+        .await
+        .unwrap_err();
     assert_eq!(common::reply_code(&e), Some(530));
-    assert_eq!(common::reply_text(&e), "NOT_ALLOWED - access to vhost 'other' refused for user 'reader'");
+    assert_eq!(
+        common::reply_text(&e),
+        "NOT_ALLOWED - access to vhost 'other' refused for user 'reader'"
+    );
 }

@@ -202,19 +202,30 @@ impl Channel {
             .ok_or_else(|| AmqpError::precondition(format!("unknown delivery tag {tag}")))?;
         if !ack && requeue {
             requeue_all(taken);
+        } else if ack {
+            // Acks are applied once per read batch (`flush_acks`): a consumer acking every
+            // message would otherwise take the queue's lock once per ack, and a publisher
+            // holding that lock in a tight loop starves it.
+            self.pending_acks.extend(taken);
         } else {
             for (q, entries) in group_by_queue(taken) {
-                if ack {
-                    q.settle(entries);
-                } else {
-                    q.reject(entries);
-                }
+                q.reject(entries);
             }
+        }
+        Ok(())
+    }
+
+    /// Applies the acks gathered since the last call, one queue lock per queue.
+    pub fn flush_acks(&mut self) {
+        if self.pending_acks.is_empty() {
+            return;
+        }
+        for (q, entries) in group_by_queue(std::mem::take(&mut self.pending_acks)) {
+            q.settle(entries);
         }
         if self.link.state().global_prefetch != 0 {
             self.kick_consumed_queues();
         }
-        Ok(())
     }
 }
 

@@ -7,7 +7,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::connection::wire::Wire;
 use crate::queue::{Entry, Queue};
@@ -74,7 +76,7 @@ impl ChannelLink {
     }
 
     pub fn state(&self) -> MutexGuard<'_, LinkState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     /// Delivers `entry` to `consumer` if the channel and the consumer have credit and the

@@ -74,6 +74,8 @@ pub struct Channel {
     last_queue: Option<String>,
     /// The direct reply-to consumer on this channel: (token, consumer tag).
     reply_consumer: Option<(String, String)>,
+    /// Acked deliveries not yet settled with their queues (see `flush_acks`).
+    pending_acks: Vec<link::Unacked>,
 }
 
 impl Channel {
@@ -88,6 +90,7 @@ impl Channel {
             next_consumer_tag: 1,
             last_queue: None,
             reply_consumer: None,
+            pending_acks: Vec::new(),
         }
     }
 
@@ -242,6 +245,7 @@ impl Channel {
     /// Tears the channel down (close, connection end, or error): consumers are removed,
     /// unacked messages requeued with `redelivered`, auto-delete queues deleted.
     pub fn shutdown(&mut self, ctx: &Ctx<'_>) {
+        self.flush_acks();
         if let Some((token, _)) = self.reply_consumer.take() {
             ctx.broker.unregister_reply_target(&token);
         }

@@ -34,6 +34,8 @@ use wire::Wire;
 /// a queue would otherwise pin the whole (64 KiB) read buffer it arrived in.
 const COPY_BODY_BELOW: usize = 2048;
 const READ_CHUNK: usize = 64 * 1024;
+/// How many frames a connection processes before letting other tasks on its worker run.
+const YIELD_EVERY_FRAMES: usize = 1024;
 
 /// Serves one accepted socket until it closes.
 pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
@@ -204,21 +206,33 @@ impl Connection {
         let mut journal = self.env.broker.journal().map(|j| j.synced());
         let mut alarms = self.env.broker.alarms();
         let mut blocked = false;
+        let mut frames_since_yield = 0usize;
         loop {
             loop {
                 match frame::decode(buf, self.env.session.frame_max) {
-                    Ok(Some(f)) => match self.handle_frame(f) {
-                        Ok(true) => {}
-                        Ok(false) => return End::Closed,
-                        Err(e) => return End::Error(e),
-                    },
+                    Ok(Some(f)) => {
+                        frames_since_yield += 1;
+                        match self.handle_frame(f) {
+                            Ok(true) => {}
+                            Ok(false) => return End::Closed,
+                            Err(e) => return End::Error(e),
+                        }
+                    }
                     Ok(None) => break,
                     Err(e) => return End::Error(AmqpError::new(FRAME_ERROR, e.to_string())),
                 }
             }
+            if frames_since_yield >= YIELD_EVERY_FRAMES {
+                // A publisher that always has input would otherwise keep its worker for a
+                // whole coop budget (~128 reads, 100k+ messages), starving the consumers'
+                // acks and deliveries queued behind it on the same worker.
+                frames_since_yield = 0;
+                tokio::task::yield_now().await;
+            }
             let synced = self.env.synced_epoch();
             let mut waiting = false;
             for ch in self.channels.values_mut() {
+                ch.flush_acks();
                 ch.flush_confirms(&self.env.wire, synced);
                 waiting |= ch.waiting_for_sync(synced);
             }

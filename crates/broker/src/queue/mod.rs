@@ -16,7 +16,11 @@ pub mod settings;
 mod timer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
+
+// parking_lot's mutex is eventually fair: a publisher that re-locks the queue in a tight loop
+// cannot starve the consumer's acks (std's futex mutex let it, stalling prefetch windows).
+use parking_lot::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -154,7 +158,7 @@ impl Queue {
     }
 
     fn state(&self) -> MutexGuard<'_, QueueState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     pub fn is_deleted(&self) -> bool {
