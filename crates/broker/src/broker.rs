@@ -147,6 +147,24 @@ impl Broker {
                 }
             }
         }
+        for (key, items) in recovered.delayed {
+            let store = key.split_once("\0\u{1}").and_then(|(vh, name)| {
+                b.vhost(vh)
+                    .and_then(|v| v.exchange(name))
+                    .and_then(|x| x.delayed.clone())
+            });
+            match store {
+                Some(s) => {
+                    restored += items.len();
+                    s.restore(items);
+                }
+                None => {
+                    if let Some(j) = b.journal() {
+                        j.drop_queue(&key, &[]);
+                    }
+                }
+            }
+        }
         tracing::info!(
             "recovered {restored} messages in {queues} queues from {} journal segment(s), {:.1} MB, in {} ms",
             recovered.segments,

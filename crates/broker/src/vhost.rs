@@ -281,19 +281,23 @@ impl Vhost {
                 ),
             ));
         }
-        let make = if delayed {
-            Exchange::new_delayed
-        } else {
-            Exchange::new
-        };
-        let x = Arc::new(make(
+        let mut x = Exchange::new(
             spec.name,
             kind,
             spec.durable,
             spec.auto_delete,
             spec.internal,
             spec.arguments,
-        ));
+        );
+        if delayed {
+            let journal = spec
+                .durable
+                .then(|| self.broker.upgrade().and_then(|b| b.journal().cloned()))
+                .flatten()
+                .map(|j| (j, delayed_key(&self.name, spec.name)));
+            x = x.with_delay(crate::exchange::delayed::DelayedStore::new(journal));
+        }
+        let x = Arc::new(x);
         if delayed && tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(crate::exchange::delayed::run(
                 Arc::downgrade(&x),
@@ -331,7 +335,9 @@ impl Vhost {
     }
 
     fn remove_exchange(&self, st: &mut VhostState, name: &str) {
-        st.exchanges.remove(name);
+        if let Some(store) = st.exchanges.remove(name).and_then(|x| x.delayed.clone()) {
+            store.drop_all();
+        }
         let touched = remove_bindings(st, |b| {
             b.source == name || (!b.destination_is_queue && b.destination == name)
         });
@@ -663,6 +669,11 @@ impl Vhost {
             .map(|q| q.name.clone())
             .collect()
     }
+}
+
+/// The journal key of a delayed exchange's held messages (distinct from every queue key).
+pub fn delayed_key(vhost: &str, exchange: &str) -> String {
+    format!("{vhost}\0\u{1}{exchange}")
 }
 
 /// 405 unless the queue is not exclusive or belongs to `connection_id`.

@@ -384,3 +384,83 @@ async fn torn_or_corrupt_journal_is_repaired_at_start() {
     assert!(log.contains("skipped 1 corrupt record"), "{log}");
     assert!(log.contains("truncated a torn tail"), "{log}");
 }
+
+#[tokio::test]
+async fn delayed_messages_of_a_durable_exchange_survive_kill9() {
+    let mut node = Node::start();
+    {
+        let conn = node.connect().await;
+        let ch = conn.create_channel().await.unwrap();
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-delayed-type".into(),
+            AMQPValue::LongString("direct".into()),
+        );
+        ch.exchange_declare(
+            "later".into(),
+            ExchangeKind::Custom("x-delayed-message".into()),
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .unwrap();
+        ch.queue_declare(
+            "due".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_bind(
+            "due".into(),
+            "later".into(),
+            "k".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let mut headers = FieldTable::default();
+        headers.insert("x-delay".into(), AMQPValue::LongInt(2500));
+        let c = ch
+            .basic_publish(
+                "later".into(),
+                "k".into(),
+                BasicPublishOptions::default(),
+                b"wake up",
+                persistent().with_headers(headers),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(matches!(c, Confirmation::Ack(_)));
+        node.kill9();
+    }
+    node.spawn();
+    let conn = node.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    assert_eq!(
+        passive(&ch, "due").await.unwrap(),
+        0,
+        "not due yet after the restart"
+    );
+    let mut arrived = false;
+    for _ in 0..100 {
+        if passive(&ch, "due").await.unwrap() == 1 {
+            arrived = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(arrived, "the held message was lost in the crash");
+}

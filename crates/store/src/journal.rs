@@ -116,6 +116,42 @@ impl Journal {
         (epoch, seg)
     }
 
+    /// Appends a message held by a delayed exchange; returns (epoch, segment) like `enqueue`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn delay(
+        &self,
+        key: &str,
+        id: u64,
+        due_ms: u64,
+        exchange: &str,
+        routing_key: &str,
+        properties: &[u8],
+        body: &[u8],
+    ) -> (u64, u32) {
+        let mut g = self.inner();
+        record::encode_delayed(
+            &mut g.buf,
+            key,
+            id,
+            due_ms,
+            exchange,
+            routing_key,
+            properties,
+            body,
+        );
+        g.appended += 1;
+        let (epoch, seg) = (g.appended, g.segment);
+        *self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(seg)
+            .or_insert(0) += 1;
+        drop(g);
+        self.wake.notify_one();
+        (epoch, seg)
+    }
+
     /// Records that messages left a queue for good. Not waited for: losing a settle in a
     /// crash only means the message is delivered again (at-least-once), as in RabbitMQ.
     pub fn settle(&self, queue: &str, ids: &[(u64, u32)]) {

@@ -11,6 +11,7 @@ pub const HEADER: usize = 12;
 const ENQUEUE: u8 = 1;
 const SETTLE: u8 = 2;
 const DROP_QUEUE: u8 = 3;
+const DELAYED: u8 = 4;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -28,6 +29,16 @@ pub enum Record {
     },
     DropQueue {
         queue: String,
+    },
+    /// A message held by a delayed-message exchange until `due_ms` (Unix milliseconds).
+    Delayed {
+        queue: String,
+        id: u64,
+        due_ms: u64,
+        exchange: String,
+        routing_key: String,
+        properties: Bytes,
+        body: Bytes,
     },
 }
 
@@ -66,6 +77,32 @@ pub fn encode_enqueue(
     out.put_u8(ENQUEUE);
     put_str(out, queue);
     out.put_u64(id);
+    put_str(out, exchange);
+    put_str(out, routing_key);
+    out.put_u32(properties.len() as u32);
+    out.put_slice(properties);
+    out.put_u32(body.len() as u32);
+    out.put_slice(body);
+    finish(out, at);
+}
+
+/// Appends a delayed-message record (held until `due_ms`).
+#[allow(clippy::too_many_arguments)]
+pub fn encode_delayed(
+    out: &mut Vec<u8>,
+    queue: &str,
+    id: u64,
+    due_ms: u64,
+    exchange: &str,
+    routing_key: &str,
+    properties: &[u8],
+    body: &[u8],
+) {
+    let at = begin(out);
+    out.put_u8(DELAYED);
+    put_str(out, queue);
+    out.put_u64(id);
+    out.put_u64(due_ms);
     put_str(out, exchange);
     put_str(out, routing_key);
     out.put_u32(properties.len() as u32);
@@ -153,6 +190,27 @@ fn decode_payload(mut b: Bytes) -> Option<Record> {
         DROP_QUEUE => Some(Record::DropQueue {
             queue: get_str(&mut b)?,
         }),
+        DELAYED => {
+            let queue = get_str(&mut b)?;
+            if b.remaining() < 16 {
+                return None;
+            }
+            let id = b.get_u64();
+            let due_ms = b.get_u64();
+            let exchange = get_str(&mut b)?;
+            let routing_key = get_str(&mut b)?;
+            let properties = get_blob(&mut b)?;
+            let body = get_blob(&mut b)?;
+            Some(Record::Delayed {
+                queue,
+                id,
+                due_ms,
+                exchange,
+                routing_key,
+                properties,
+                body,
+            })
+        }
         _ => None,
     }
 }

@@ -28,6 +28,8 @@ pub struct RecoveredMessage {
 pub struct Recovered {
     /// Queue key → messages in id order.
     pub queues: HashMap<String, Vec<RecoveredMessage>>,
+    /// Delayed-exchange key → (due time in Unix ms, message) still held.
+    pub delayed: HashMap<String, Vec<(u64, RecoveredMessage)>>,
     pub segments: usize,
     pub bytes: u64,
     pub elapsed_ms: u128,
@@ -38,6 +40,7 @@ pub fn recover(dir: &Path) -> std::io::Result<(Arc<Journal>, Recovered)> {
     std::fs::create_dir_all(dir)?;
     let started = Instant::now();
     let mut queues: HashMap<String, BTreeMap<u64, RecoveredMessage>> = HashMap::new();
+    let mut delayed: HashMap<String, BTreeMap<u64, (u64, RecoveredMessage)>> = HashMap::new();
     let mut rec = Recovered::default();
     let segments = list_segments(dir);
     for &seg in &segments {
@@ -85,15 +88,40 @@ pub fn recover(dir: &Path) -> std::io::Result<(Arc<Journal>, Recovered)> {
                         },
                     );
                 }
+                Record::Delayed {
+                    queue,
+                    id,
+                    due_ms,
+                    exchange,
+                    routing_key,
+                    properties,
+                    body,
+                } => {
+                    let m = RecoveredMessage {
+                        id,
+                        segment: seg,
+                        exchange,
+                        routing_key,
+                        properties,
+                        body,
+                    };
+                    delayed.entry(queue).or_default().insert(id, (due_ms, m));
+                }
                 Record::Settle { queue, ids } => {
                     if let Some(q) = queues.get_mut(&queue) {
-                        for id in ids {
-                            q.remove(&id);
+                        for id in &ids {
+                            q.remove(id);
+                        }
+                    }
+                    if let Some(d) = delayed.get_mut(&queue) {
+                        for id in &ids {
+                            d.remove(id);
                         }
                     }
                 }
                 Record::DropQueue { queue } => {
                     queues.remove(&queue);
+                    delayed.remove(&queue);
                 }
             }
         }
@@ -104,6 +132,15 @@ pub fn recover(dir: &Path) -> std::io::Result<(Arc<Journal>, Recovered)> {
             *live.entry(m.segment).or_insert(0) += 1;
         }
     }
+    for held in delayed.values() {
+        for (_, m) in held.values() {
+            *live.entry(m.segment).or_insert(0) += 1;
+        }
+    }
+    rec.delayed = delayed
+        .into_iter()
+        .map(|(k, v)| (k, v.into_values().collect()))
+        .collect();
     rec.segments = segments.len();
     rec.queues = queues
         .into_iter()

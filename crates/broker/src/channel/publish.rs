@@ -371,8 +371,7 @@ fn route_and_enqueue(
             .and_then(crate::args::as_i64)
             .unwrap_or(0);
         if delay > 0 {
-            store.hold(message, delay as u64);
-            return Some(0);
+            return Some(store.hold(message, delay as u64));
         }
     }
     if exchange.name.is_empty() {

@@ -3,17 +3,20 @@
 //! (`x-delayed-type`) when they fall due.
 //!
 //! As with the plugin, a delayed message counts as routed when it is accepted, so a
-//! mandatory publish is not returned just because it is delayed. Held messages live in
-//! memory for now; surviving a restart comes with durable storage.
+//! mandatory publish is not returned just because it is delayed. Persistent messages held by
+//! a durable delayed exchange are written to the journal with their due time (the publisher's
+//! confirm waits for it), so they survive a restart and fall due at the same wall-clock time.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 
 use super::Exchange;
+use warren_store::{Journal, RecoveredMessage};
+
 use crate::message::Message;
 use crate::vhost::Vhost;
 
@@ -21,6 +24,8 @@ struct Held {
     due: Instant,
     seq: u64,
     msg: Arc<Message>,
+    /// Journal segment, if persisted.
+    seg: Option<u32>,
 }
 
 impl PartialEq for Held {
@@ -44,20 +49,92 @@ impl Ord for Held {
 pub struct DelayedStore {
     heap: Mutex<(BinaryHeap<Reverse<Held>>, u64)>,
     wake: Notify,
+    /// The journal and this exchange's key in it, for durable exchanges.
+    journal: Option<(Arc<Journal>, String)>,
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl DelayedStore {
-    pub fn hold(&self, msg: Arc<Message>, delay_ms: u64) {
+    pub fn new(journal: Option<(Arc<Journal>, String)>) -> Self {
+        DelayedStore {
+            journal,
+            ..Default::default()
+        }
+    }
+
+    /// Holds a message; returns the journal epoch its confirm must wait for (0 = none).
+    pub fn hold(&self, msg: Arc<Message>, delay_ms: u64) -> u64 {
         let mut h = self.heap.lock().unwrap_or_else(|e| e.into_inner());
         let seq = h.1;
         h.1 += 1;
+        let (epoch, seg) = match &self.journal {
+            Some((j, key)) if msg.persistent() => {
+                let (epoch, seg) = j.delay(
+                    key,
+                    seq,
+                    now_unix_ms() + delay_ms,
+                    &msg.exchange,
+                    &msg.routing_key,
+                    &msg.raw_properties,
+                    &msg.body,
+                );
+                (epoch, Some(seg))
+            }
+            _ => (0, None),
+        };
         h.0.push(Reverse(Held {
             due: Instant::now() + Duration::from_millis(delay_ms),
             seq,
             msg,
+            seg,
         }));
         drop(h);
         self.wake.notify_one();
+        epoch
+    }
+
+    /// Puts back messages recovered from the journal, due at their original wall-clock time.
+    pub fn restore(&self, items: Vec<(u64, RecoveredMessage)>) {
+        let (now, now_ms) = (Instant::now(), now_unix_ms());
+        let mut h = self.heap.lock().unwrap_or_else(|e| e.into_inner());
+        for (due_ms, m) in items {
+            let Some(properties) = warren_amqp::content::decode_properties(&m.properties) else {
+                continue;
+            };
+            h.1 = h.1.max(m.id + 1);
+            h.0.push(Reverse(Held {
+                due: now + Duration::from_millis(due_ms.saturating_sub(now_ms)),
+                seq: m.id,
+                msg: Arc::new(Message {
+                    exchange: m.exchange,
+                    routing_key: m.routing_key,
+                    raw_properties: m.properties,
+                    properties,
+                    body: m.body,
+                }),
+                seg: Some(m.segment),
+            }));
+        }
+        drop(h);
+        self.wake.notify_one();
+    }
+
+    /// Forgets everything held (the exchange was deleted).
+    pub fn drop_all(&self) {
+        let mut h = self.heap.lock().unwrap_or_else(|e| e.into_inner());
+        let ids: Vec<(u64, u32)> =
+            h.0.drain()
+                .filter_map(|Reverse(x)| x.seg.map(|s| (x.seq, s)))
+                .collect();
+        drop(h);
+        if let Some((j, key)) = &self.journal {
+            j.drop_queue(key, &ids);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -68,15 +145,27 @@ impl DelayedStore {
         self.len() == 0
     }
 
-    fn take_due(&self, now: Instant) -> (Vec<Arc<Message>>, Option<Instant>) {
+    /// Takes the messages due at `now`, with their journal ids to settle once routed.
+    #[allow(clippy::type_complexity)]
+    fn take_due(&self, now: Instant) -> (Vec<Arc<Message>>, Vec<(u64, u32)>, Option<Instant>) {
         let mut h = self.heap.lock().unwrap_or_else(|e| e.into_inner());
         let mut due = Vec::new();
+        let mut ids = Vec::new();
         while h.0.peek().is_some_and(|Reverse(x)| x.due <= now) {
             if let Some(Reverse(x)) = h.0.pop() {
+                if let Some(seg) = x.seg {
+                    ids.push((x.seq, seg));
+                }
                 due.push(x.msg);
             }
         }
-        (due, h.0.peek().map(|Reverse(x)| x.due))
+        (due, ids, h.0.peek().map(|Reverse(x)| x.due))
+    }
+
+    fn settle(&self, ids: &[(u64, u32)]) {
+        if let Some((j, key)) = &self.journal {
+            j.settle(key, ids);
+        }
     }
 }
 
@@ -90,13 +179,16 @@ pub async fn run(exchange: Weak<Exchange>, vhost: Weak<Vhost>) {
             return;
         };
         let notified = store.wake.notified();
-        let (due, next) = store.take_due(Instant::now());
+        let (due, settled, next) = store.take_due(Instant::now());
         for msg in due {
             let headers = msg.properties.headers().clone();
             for q in v.route(&x, &msg.routing_key, headers.as_ref()) {
                 q.publish(msg.clone());
             }
         }
+        // Settled only after routing (the queues journal them first): a crash in between
+        // delivers twice rather than never.
+        store.settle(&settled);
         if v.exchange(&x.name).is_none_or(|cur| !Arc::ptr_eq(&cur, &x)) {
             return;
         }

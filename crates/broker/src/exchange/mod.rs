@@ -133,18 +133,10 @@ impl Exchange {
         }
     }
 
-    /// An `x-delayed-message` exchange routing as `kind` once messages fall due.
-    pub fn new_delayed(
-        name: &str,
-        kind: ExchangeKind,
-        durable: bool,
-        auto_delete: bool,
-        internal: bool,
-        arguments: FieldTable,
-    ) -> Self {
-        let mut x = Self::new(name, kind, durable, auto_delete, internal, arguments);
-        x.delayed = Some(Arc::new(delayed::DelayedStore::default()));
-        x
+    /// Makes this an `x-delayed-message` exchange routing as `kind` once messages fall due.
+    pub fn with_delay(mut self, store: delayed::DelayedStore) -> Self {
+        self.delayed = Some(Arc::new(store));
+        self
     }
 
     /// The declared type name (`x-delayed-message` for delayed exchanges).
