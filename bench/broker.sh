@@ -80,7 +80,7 @@ idle_row() {
 declare -A W R
 start_warren() {
   rm -rf "$work/warren"; mkdir -p "$work/warren"
-  $PIN_BROKER "$warren" server --port $WARREN_PORT --mgmt-port 15690 --cluster-port 25690 --cookie-file "$work/cookie" --data-dir "$work/warren" --node-name bench@localhost >"$work/warren.log" 2>&1 &
+  $PIN_BROKER "$warren" server --port $WARREN_PORT --mgmt-port 15690 --cluster-port 25690 --prometheus-port 15691 --cookie-file "$work/cookie" --data-dir "$work/warren" --node-name bench@localhost >"$work/warren.log" 2>&1 &
   WARREN_PID=$!
   for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$WARREN_PORT) 2>/dev/null && break; sleep 0.1; done
 }

@@ -9,7 +9,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 port=$(free_port)
 mgmt_port=$(free_port)
 data=$(mktemp -d)
-"$warren" server --port "$port" --mgmt-port "$mgmt_port" --cluster-port "$(free_port)" --cookie-file "$data/cookie" --data-dir "$data" --node-name "interop@localhost" >"$data/server.log" 2>&1 &
+"$warren" server --port "$port" --mgmt-port "$mgmt_port" --cluster-port "$(free_port)" --prometheus-port "$(free_port)" --cookie-file "$data/cookie" --data-dir "$data" --node-name "interop@localhost" >"$data/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do

@@ -69,9 +69,19 @@ pub struct Broker {
     reply_targets: Mutex<HashMap<String, ReplyTarget>>,
     store: Option<Store>,
     alarms: Arc<watch::Sender<crate::alarm::Alarms>>,
+    /// Message counters for metrics (relaxed atomics: a publish costs one increment).
+    pub stats: Stats,
     /// Set while definitions are being loaded (no write-back of half-loaded state).
     loading: AtomicBool,
     me: Weak<Broker>,
+}
+
+/// Node-wide message counters, as rabbitmq_prometheus reports them.
+#[derive(Default)]
+pub struct Stats {
+    pub published: AtomicU64,
+    pub acknowledged: AtomicU64,
+    pub unroutable: AtomicU64,
 }
 
 /// Durable storage of a node.
@@ -185,6 +195,7 @@ impl Broker {
             connections: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
             reply_targets: Mutex::new(HashMap::new()),
+            stats: Stats::default(),
             store,
             alarms: Arc::new(watch::channel(Vec::new()).0),
             loading: AtomicBool::new(false),

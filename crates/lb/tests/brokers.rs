@@ -26,6 +26,7 @@ impl Node {
             .args(["server", "--port", &port.to_string()])
             .args(["--mgmt-port", &free_port().to_string()])
             .args(["--cluster-port", &free_port().to_string()])
+            .args(["--prometheus-port", &free_port().to_string()])
             .args(["--node-name", &format!("{name}@localhost")])
             .arg("--data-dir")
             .arg(dir.join("data"))

@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+pub mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

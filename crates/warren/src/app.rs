@@ -14,6 +14,7 @@ pub struct App {
     pub node: String,
     pub config: BrokerConfig,
     pub mgmt: SocketAddr,
+    pub prometheus: SocketAddr,
     pub cluster_port: u16,
     pub started: Instant,
     running: Mutex<Option<Arc<Broker>>>,
@@ -22,11 +23,17 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: BrokerConfig, mgmt: SocketAddr, cluster_port: u16) -> Arc<Self> {
+    pub fn new(
+        config: BrokerConfig,
+        mgmt: SocketAddr,
+        prometheus: SocketAddr,
+        cluster_port: u16,
+    ) -> Arc<Self> {
         Arc::new(App {
             node: config.node_name.clone(),
             config,
             mgmt,
+            prometheus,
             cluster_port,
             started: Instant::now(),
             running: Mutex::new(None),
@@ -67,6 +74,13 @@ impl App {
                 self.mgmt
             )
         })?;
+        let prometheus = warren_broker::server::bind(self.prometheus).map_err(|e| {
+            format!(
+                "cannot listen on {} (Prometheus metrics): {e}; choose another with --prometheus-port",
+                self.prometheus
+            )
+        })?;
+        tokio::spawn(warren_mgmt::metrics::serve(broker.clone(), prometheus));
         for (addr, l) in listeners {
             tracing::info!("started TCP listener on {addr}");
             tokio::spawn(warren_broker::server::accept_loop(broker.clone(), l));

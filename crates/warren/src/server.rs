@@ -26,6 +26,9 @@ pub struct ServerArgs {
     /// Management HTTP API port (RabbitMQ's 15672).
     #[arg(long, env = "WARREN_MGMT_PORT")]
     mgmt_port: Option<u16>,
+    /// Prometheus metrics port (rabbitmq_prometheus's 15692).
+    #[arg(long, env = "WARREN_PROMETHEUS_PORT")]
+    prometheus_port: Option<u16>,
     /// Inter-node and `warren ctl` port (RabbitMQ's 25672).
     #[arg(long, env = "WARREN_CLUSTER_PORT")]
     cluster_port: Option<u16>,
@@ -165,6 +168,7 @@ pub fn run(a: ServerArgs) -> ExitCode {
     };
     let mgmt = SocketAddr::from(([0u16; 8], a.mgmt_port.unwrap_or(15672)));
     let cluster_port = a.cluster_port.unwrap_or(25672);
+    let prometheus = SocketAddr::from(([0u16; 8], a.prometheus_port.unwrap_or(15692)));
     let cookie_path = warren_cluster::cookie::path(a.cookie_file.as_deref());
     let cookie = match warren_cluster::cookie::read_or_create(&cookie_path) {
         Ok(c) => c,
@@ -174,7 +178,7 @@ pub fn run(a: ServerArgs) -> ExitCode {
             return ExitCode::from(78);
         }
     };
-    rt.block_on(serve(cfg, mgmt, cluster_port, cookie))
+    rt.block_on(serve(cfg, mgmt, prometheus, cluster_port, cookie))
 }
 
 fn init_logging(file: Option<&Path>, level: Option<&str>) {
@@ -198,7 +202,13 @@ fn init_logging(file: Option<&Path>, level: Option<&str>) {
     }
 }
 
-async fn serve(cfg: BrokerConfig, mgmt: SocketAddr, cluster_port: u16, cookie: String) -> ExitCode {
+async fn serve(
+    cfg: BrokerConfig,
+    mgmt: SocketAddr,
+    prometheus: SocketAddr,
+    cluster_port: u16,
+    cookie: String,
+) -> ExitCode {
     let node = cfg.node_name.clone();
     let amqp_port = cfg.listeners.first().map_or(5672, |l| l.port());
     let control = match warren_broker::server::bind(SocketAddr::from(([0u16; 8], cluster_port))) {
@@ -208,7 +218,7 @@ async fn serve(cfg: BrokerConfig, mgmt: SocketAddr, cluster_port: u16, cookie: S
             return ExitCode::from(69);
         }
     };
-    let app = App::new(cfg, mgmt, cluster_port);
+    let app = App::new(cfg, mgmt, prometheus, cluster_port);
     if let Err(e) = app.start_app().await {
         tracing::error!("{e}");
         eprintln!("warren server: {e}");

@@ -216,10 +216,14 @@ impl Channel {
     }
 
     /// Applies the acks gathered since the last call, one queue lock per queue.
-    pub fn flush_acks(&mut self) {
+    pub fn flush_acks(&mut self, broker: &crate::broker::Broker) {
         if self.pending_acks.is_empty() {
             return;
         }
+        broker.stats.acknowledged.fetch_add(
+            self.pending_acks.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for (q, entries) in group_by_queue(std::mem::take(&mut self.pending_acks)) {
             q.settle(entries);
         }

@@ -245,7 +245,7 @@ impl Channel {
     /// Tears the channel down (close, connection end, or error): consumers are removed,
     /// unacked messages requeued with `redelivered`, auto-delete queues deleted.
     pub fn shutdown(&mut self, ctx: &Ctx<'_>) {
-        self.flush_acks();
+        self.flush_acks(ctx.broker);
         if let Some((token, _)) = self.reply_consumer.take() {
             ctx.broker.unregister_reply_target(&token);
         }

@@ -390,7 +390,15 @@ fn route_and_enqueue(
         &message.routing_key,
         message.properties.headers().as_ref(),
     );
+    ctx.broker
+        .stats
+        .published
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if queues.is_empty() {
+        ctx.broker
+            .stats
+            .unroutable
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if mandatory {
             return_unroutable(ctx, channel, &message);
         }

@@ -232,7 +232,7 @@ impl Connection {
             let synced = self.env.synced_epoch();
             let mut waiting = false;
             for ch in self.channels.values_mut() {
-                ch.flush_acks();
+                ch.flush_acks(&self.env.broker);
                 ch.flush_confirms(&self.env.wire, synced);
                 waiting |= ch.waiting_for_sync(synced);
             }

@@ -70,6 +70,8 @@ pub struct Queue {
     vhost_ref: Weak<Vhost>,
     timer: Arc<Notify>,
     next_consumer_seq: AtomicU64,
+    /// Messages delivered (consume and get), for metrics.
+    delivered: AtomicU64,
     /// Set for durable queues on a node with durable storage: persistent messages go here.
     journal: Option<Arc<Journal>>,
     /// The queue's name in the journal (`vhost NUL name`).
@@ -135,6 +137,7 @@ impl Queue {
             vhost_ref: Arc::downgrade(vhost),
             timer: Arc::new(Notify::new()),
             next_consumer_seq: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
             journal,
             key: format!("{}\0{name}", vhost.name),
             state: Mutex::new(QueueState {
@@ -171,6 +174,10 @@ impl Queue {
 
     pub fn unacked_count(&self) -> usize {
         self.state().unacked
+    }
+
+    pub fn delivered_count(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
     }
 
     pub fn consumer_count(&self) -> usize {
@@ -432,6 +439,7 @@ impl Queue {
                 };
                 match active.link.try_deliver(self, &active, entry) {
                     Ok(()) => {
+                        self.delivered.fetch_add(1, Ordering::Relaxed);
                         if !active.no_ack {
                             st.unacked += 1;
                         }
@@ -459,6 +467,7 @@ impl Queue {
                     let persisted = entry.seg.map(|seg| (entry.id, seg));
                     match consumer.link.try_deliver(self, &consumer, entry) {
                         Ok(()) => {
+                            self.delivered.fetch_add(1, Ordering::Relaxed);
                             if !consumer.no_ack {
                                 st.unacked += 1;
                             } else if let Some(p) = persisted {
@@ -530,6 +539,7 @@ impl Queue {
             st.last_used = Instant::now();
             self.expire_head(&mut st, Instant::now());
             let got = st.ready.pop_front().map(|e| {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
                 if !no_ack {
                     st.unacked += 1;
                 } else {

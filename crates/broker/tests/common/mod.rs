@@ -43,6 +43,7 @@ pub struct Node {
     pub port: u16,
     pub mgmt_port: u16,
     pub cluster_port: u16,
+    pub prometheus_port: u16,
     pub dir: PathBuf,
     extra: Vec<String>,
 }
@@ -56,6 +57,7 @@ impl Node {
         let port = free_port();
         let mgmt_port = free_port();
         let cluster_port = free_port();
+        let prometheus_port = free_port();
         let dir = std::env::temp_dir().join(format!("warren-test-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("data dir");
@@ -64,6 +66,7 @@ impl Node {
             port,
             mgmt_port,
             cluster_port,
+            prometheus_port,
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
@@ -87,6 +90,8 @@ impl Node {
                 &self.mgmt_port.to_string(),
                 "--cluster-port",
                 &self.cluster_port.to_string(),
+                "--prometheus-port",
+                &self.prometheus_port.to_string(),
                 "--node-name",
             ])
             .arg(format!("test{}@localhost", self.port))
@@ -210,7 +215,12 @@ impl Drop for Node {
 
 /// A minimal HTTP/1.1 request to the node's management API as guest; returns (status, body).
 pub fn http(node: &Node, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", node.mgmt_port)).expect("connect mgmt");
+    http_to(node.mgmt_port, method, path, body)
+}
+
+/// The same request to any local port (e.g. the Prometheus port).
+pub fn http_to(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to HTTP port");
     let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -113,6 +113,7 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
                     "Interface: [::], port: {}, protocol: http, purpose: HTTP API",
                     app.mgmt.port()
                 ));
+                lines.push(format!("Interface: [::], port: {}, protocol: http/prometheus, purpose: Prometheus exporter API over HTTP", app.prometheus.port()));
                 lines.push(format!("Interface: [::], port: {}, protocol: clustering, purpose: inter-node and CLI tool communication", app.cluster_port));
                 lines.push(String::new());
                 lines.push(format!(
