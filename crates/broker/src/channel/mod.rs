@@ -33,6 +33,9 @@ pub struct Ctx<'a> {
     pub connection_id: u64,
     pub wire: &'a Arc<Wire>,
     pub consumer_cancel_notify: bool,
+    /// Set when this connection published into a queue in flow (see `Queue::in_flow`): the
+    /// connection then pauses reading until the queue's consumers catch up.
+    pub flow: &'a std::cell::RefCell<Option<Arc<Queue>>>,
 }
 
 impl Ctx<'_> {
@@ -230,6 +233,12 @@ impl Channel {
 
     pub fn waiting_for_sync(&self, synced: u64) -> bool {
         self.publish.waiting_for_sync(synced)
+    }
+
+    /// Whether this channel has consumers (a connection that consumes is never paused for
+    /// flow: pausing its reads would also hold back its acks).
+    pub fn has_consumers(&self) -> bool {
+        !self.consumers.is_empty() || self.reply_consumer.is_some()
     }
 
     fn kick_consumed_queues(&self) {

@@ -406,6 +406,9 @@ fn route_and_enqueue(
     }
     let mut sync = Some(0u64);
     for q in queues {
+        if q.in_flow() {
+            *ctx.flow.borrow_mut() = Some(q.clone());
+        }
         sync = match q.publish(message.clone()) {
             crate::queue::Enqueued::Accepted { sync: s } => sync.map(|have| have.max(s)),
             crate::queue::Enqueued::Rejected => None,

@@ -34,6 +34,8 @@ use wire::Wire;
 /// a queue would otherwise pin the whole (64 KiB) read buffer it arrived in.
 const COPY_BODY_BELOW: usize = 2048;
 const READ_CHUNK: usize = 64 * 1024;
+/// The longest a publishing connection pauses for one queue in flow.
+const FLOW_PAUSE_MAX: Duration = Duration::from_millis(200);
 /// How many frames a connection processes before letting other tasks on its worker run.
 const YIELD_EVERY_FRAMES: usize = 1024;
 
@@ -68,6 +70,7 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
                     peer,
                     wire: wire.clone(),
                     session,
+                    flow: std::cell::RefCell::new(None),
                 },
                 channels: HashMap::new(),
                 published: false,
@@ -143,6 +146,7 @@ struct Env {
     peer: SocketAddr,
     wire: Arc<Wire>,
     session: Session,
+    flow: std::cell::RefCell<Option<Arc<crate::queue::Queue>>>,
 }
 
 impl Env {
@@ -159,6 +163,7 @@ impl Env {
             connection_id: self.id,
             wire: &self.wire,
             consumer_cancel_notify: self.session.consumer_cancel_notify,
+            flow: &self.flow,
         }
     }
 }
@@ -220,6 +225,15 @@ impl Connection {
                     }
                     Ok(None) => break,
                     Err(e) => return End::Error(AmqpError::new(FRAME_ERROR, e.to_string())),
+                }
+            }
+            let flow = self.env.flow.borrow_mut().take();
+            if let Some(q) = flow {
+                if !self.channels.values().any(Channel::has_consumers) {
+                    // Credit-style flow control: a publisher into a queue whose consumers lag
+                    // stops being read (TCP pushes back) until the backlog halves, so the
+                    // consumers get the CPU; bounded so nothing can wait on it forever.
+                    q.wait_for_flow_to_clear(FLOW_PAUSE_MAX).await;
                 }
             }
             if frames_since_yield >= YIELD_EVERY_FRAMES {

@@ -34,6 +34,11 @@ use dead_letter::{DeadLetter, Reason};
 use ready::Ready;
 use settings::{Overflow, QueueSettings};
 
+/// Ready messages above which a queue with consumers is "in flow" (publishers paused).
+const FLOW_HIGH: u64 = 20_000;
+/// Backlog at which paused publishers resume.
+const FLOW_LOW: u64 = 10_000;
+
 /// A message in a queue. Cheap to clone (the message is shared).
 #[derive(Clone)]
 pub struct Entry {
@@ -72,6 +77,10 @@ pub struct Queue {
     next_consumer_seq: AtomicU64,
     /// Messages delivered (consume and get), for metrics.
     delivered: AtomicU64,
+    /// Ready messages, mirrored outside the lock for the flow check on the publish path.
+    ready_len: AtomicU64,
+    /// Whether consumers are attached, mirrored outside the lock.
+    has_consumers: AtomicBool,
     /// Set for durable queues on a node with durable storage: persistent messages go here.
     journal: Option<Arc<Journal>>,
     /// The queue's name in the journal (`vhost NUL name`).
@@ -138,6 +147,8 @@ impl Queue {
             timer: Arc::new(Notify::new()),
             next_consumer_seq: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            ready_len: AtomicU64::new(0),
+            has_consumers: AtomicBool::new(false),
             journal,
             key: format!("{}\0{name}", vhost.name),
             state: Mutex::new(QueueState {
@@ -174,6 +185,34 @@ impl Queue {
 
     pub fn unacked_count(&self) -> usize {
         self.state().unacked
+    }
+
+    /// Flow: the queue has consumers and a backlog above `FLOW_HIGH` ready messages, i.e. its
+    /// consumers are not keeping up; publishers into it are paused (see the connection).
+    pub fn in_flow(&self) -> bool {
+        self.has_consumers.load(Ordering::Relaxed)
+            && self.ready_len.load(Ordering::Relaxed) > FLOW_HIGH
+    }
+
+    /// Waits (polling, at most `max`) until the backlog is down to `FLOW_LOW` or the
+    /// consumers are gone.
+    pub async fn wait_for_flow_to_clear(&self, max: Duration) {
+        let until = Instant::now() + max;
+        while Instant::now() < until
+            && self.has_consumers.load(Ordering::Relaxed)
+            && self.ready_len.load(Ordering::Relaxed) > FLOW_LOW
+            && !self.is_deleted()
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Refreshes the lock-free mirrors (called at the end of every locked operation).
+    fn mirror(&self, st: &QueueState) {
+        self.ready_len
+            .store(st.ready.len() as u64, Ordering::Relaxed);
+        self.has_consumers
+            .store(!st.consumers.is_empty(), Ordering::Relaxed);
     }
 
     pub fn delivered_count(&self) -> u64 {
@@ -225,8 +264,9 @@ impl Queue {
         }
     }
 
-    /// Writes pending settlements to the journal.
+    /// Writes pending settlements to the journal and refreshes the lock-free mirrors.
     fn flush(&self, st: &mut QueueState) {
+        self.mirror(st);
         if let Some(j) = &self.journal {
             if !st.to_settle.is_empty() {
                 j.settle(&self.key, &std::mem::take(&mut st.to_settle));
@@ -529,6 +569,7 @@ impl Queue {
         }
         st.last_used = Instant::now();
         self.timer.notify_one();
+        self.mirror(&st);
         self.auto_delete && st.had_consumers && st.consumers.is_empty()
     }
 
