@@ -3,14 +3,30 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
-use warren_broker::vhost::Vhost;
+use warren_amqp::{BasicProperties, ShortString};
+use warren_broker::exchange::Exchange;
+use warren_broker::message::Message;
+use warren_broker::vhost::{ExchangeSpec, Vhost};
 use warren_broker::Broker;
 
 use super::{all_vhosts, vhost};
 use crate::auth::{ApiError, User};
 use warren_broker::json;
+
+fn to_json(v: &Vhost, x: &Exchange) -> Value {
+    json!({
+        "name": x.name,
+        "vhost": v.name,
+        "type": x.type_name(),
+        "durable": x.durable,
+        "auto_delete": x.auto_delete,
+        "internal": x.internal,
+        "arguments": json::table(&x.arguments),
+    })
+}
 
 fn list(vhosts: &[Arc<Vhost>]) -> Vec<Value> {
     let mut out = Vec::new();
@@ -18,19 +34,115 @@ fn list(vhosts: &[Arc<Vhost>]) -> Vec<Value> {
         let st = v.read();
         let mut xs: Vec<_> = st.exchanges.values().cloned().collect();
         xs.sort_by(|a, b| a.name.cmp(&b.name));
-        out.extend(xs.iter().map(|x| {
-            json!({
-                "name": x.name,
-                "vhost": v.name,
-                "type": x.type_name(),
-                "durable": x.durable,
-                "auto_delete": x.auto_delete,
-                "internal": x.internal,
-                "arguments": json::table(&x.arguments),
-            })
-        }));
+        out.extend(xs.iter().map(|x| to_json(v, x)));
     }
     out
+}
+
+pub async fn show(
+    State(b): State<Arc<Broker>>,
+    _u: User,
+    Path((vh, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let v = vhost(&b, &vh)?;
+    let x = v
+        .exchange(super::exchange_name(&name))
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(to_json(&v, &x)))
+}
+
+pub async fn declare(
+    State(b): State<Arc<Broker>>,
+    _u: User,
+    Path((vh, name)): Path<(String, String)>,
+    body: String,
+) -> Result<StatusCode, ApiError> {
+    let v = vhost(&b, &vh)?;
+    let req: Value = serde_json::from_str(&body)
+        .map_err(|e| ApiError::bad_request(format!("failed to decode JSON: {e}")))?;
+    let existed = v.exchange(&name).is_some();
+    v.declare_exchange(ExchangeSpec {
+        name: &name,
+        kind: req.get("type").and_then(Value::as_str).unwrap_or("direct"),
+        passive: false,
+        durable: super::flag(&req, "durable", true),
+        auto_delete: super::flag(&req, "auto_delete", false),
+        internal: super::flag(&req, "internal", false),
+        arguments: json::to_table(req.get("arguments").unwrap_or(&json!({}))),
+    })
+    .map_err(|e| ApiError::bad_request(e.text))?;
+    Ok(if existed {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::CREATED
+    })
+}
+
+pub async fn delete(
+    State(b): State<Arc<Broker>>,
+    _u: User,
+    Path((vh, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let v = vhost(&b, &vh)?;
+    v.exchange(&name).ok_or_else(ApiError::not_found)?;
+    v.delete_exchange(&name, false)
+        .map_err(|e| ApiError::bad_request(e.text))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST .../publish` (the UI's "Publish message", `rabbitmqadmin publish`): routes one
+/// message and answers whether it reached a queue.
+pub async fn publish(
+    State(b): State<Arc<Broker>>,
+    _u: User,
+    Path((vh, name)): Path<(String, String)>,
+    body: String,
+) -> Result<Json<Value>, ApiError> {
+    use base64::Engine;
+    let v = vhost(&b, &vh)?;
+    let x = v
+        .exchange(super::exchange_name(&name))
+        .ok_or_else(ApiError::not_found)?;
+    let req: Value = serde_json::from_str(&body)
+        .map_err(|e| ApiError::bad_request(format!("failed to decode JSON: {e}")))?;
+    let payload = req.get("payload").and_then(Value::as_str).unwrap_or("");
+    let body = match req.get("payload_encoding").and_then(Value::as_str) {
+        Some("base64") => base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .map_err(|e| ApiError::bad_request(format!("payload is not base64: {e}")))?,
+        _ => payload.as_bytes().to_vec(),
+    };
+    let p = req.get("properties").cloned().unwrap_or(json!({}));
+    let mut props = BasicProperties::default();
+    if let Some(d) = p.get("delivery_mode").and_then(|d| {
+        d.as_u64()
+            .or_else(|| d.as_str().and_then(|s| s.parse().ok()))
+    }) {
+        props = props.with_delivery_mode(d as u8);
+    }
+    if let Some(c) = p.get("content_type").and_then(Value::as_str) {
+        props = props.with_content_type(ShortString::from(c));
+    }
+    if let Some(h) = p.get("headers").filter(|h| h.is_object()) {
+        props = props.with_headers(json::to_table(h));
+    }
+    let routing_key = req
+        .get("routing_key")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let msg = Arc::new(Message {
+        exchange: x.name.clone(),
+        routing_key,
+        raw_properties: warren_amqp::content::encode_properties(&props),
+        properties: props,
+        body: body.into(),
+    });
+    let queues = v.route(&x, &msg.routing_key, msg.properties.headers().as_ref());
+    for q in &queues {
+        q.publish(msg.clone());
+    }
+    Ok(Json(json!({"routed": !queues.is_empty()})))
 }
 
 pub async fn list_all(State(b): State<Arc<Broker>>, _u: User) -> Json<Vec<Value>> {

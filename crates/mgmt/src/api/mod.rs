@@ -1,5 +1,6 @@
 //! Routes of the management API, one module per resource.
 
+mod bindings;
 mod exchanges;
 mod overview;
 mod policies;
@@ -7,7 +8,7 @@ mod queues;
 
 use std::sync::Arc;
 
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::Router;
 use warren_broker::vhost::Vhost;
 use warren_broker::Broker;
@@ -34,6 +35,24 @@ pub fn routes() -> Router<Arc<Broker>> {
         )
         .route("/api/exchanges", get(exchanges::list_all))
         .route("/api/exchanges/{vhost}", get(exchanges::list_vhost))
+        .route(
+            "/api/exchanges/{vhost}/{name}",
+            get(exchanges::show)
+                .put(exchanges::declare)
+                .delete(exchanges::delete),
+        )
+        .route(
+            "/api/exchanges/{vhost}/{name}/publish",
+            post(exchanges::publish),
+        )
+        .route("/api/queues/{vhost}/{name}/get", post(queues::get_messages))
+        .route("/api/queues/{vhost}/{name}/contents", delete(queues::purge))
+        .route("/api/bindings", get(bindings::list_all))
+        .route("/api/bindings/{vhost}", get(bindings::list_vhost))
+        .route(
+            "/api/bindings/{vhost}/e/{source}/{kind}/{destination}",
+            post(bindings::create),
+        )
         .route("/api/policies", get(policies::list_all))
         .route("/api/policies/{vhost}", get(policies::list_vhost))
         .route(
@@ -42,6 +61,24 @@ pub fn routes() -> Router<Arc<Broker>> {
                 .put(policies::put)
                 .delete(policies::delete),
         )
+}
+
+/// A JSON flag as the UI sends it (`true`) or as rabbitmqadmin sends it (`"true"`).
+fn flag(v: &serde_json::Value, key: &str, default: bool) -> bool {
+    match v.get(key) {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => s == "true",
+        _ => default,
+    }
+}
+
+/// The exchange named in a path (`amq.default` is the default exchange).
+fn exchange_name(name: &str) -> &str {
+    if name == "amq.default" {
+        ""
+    } else {
+        name
+    }
 }
 
 /// The vhost named in a path, or RabbitMQ's 404.

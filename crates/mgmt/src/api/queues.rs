@@ -130,3 +130,81 @@ pub async fn delete(
     v.delete_queue(&queue);
     Ok(StatusCode::NO_CONTENT)
 }
+
+pub async fn purge(
+    State(b): State<Arc<Broker>>,
+    _u: User,
+    Path((vh, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let v = vhost(&b, &vh)?;
+    v.queue(&name).ok_or_else(ApiError::not_found)?.purge();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST .../get`: the UI's "Get messages" and `rabbitmqadmin get`. `ackmode`
+/// `ack_requeue_true`/`reject_requeue_true` put the messages back (redelivered), the
+/// `..._false` modes remove them.
+pub async fn get_messages(
+    State(b): State<Arc<Broker>>,
+    _u: User,
+    Path((vh, name)): Path<(String, String)>,
+    body: String,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    use base64::Engine;
+    let v = vhost(&b, &vh)?;
+    let q = v.queue(&name).ok_or_else(ApiError::not_found)?;
+    let req: Value = serde_json::from_str(&body)
+        .map_err(|e| ApiError::bad_request(format!("failed to decode JSON: {e}")))?;
+    let count = match req.get("count") {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(1),
+        Some(Value::String(s)) => s.parse().unwrap_or(1),
+        _ => 1,
+    };
+    let ackmode = req
+        .get("ackmode")
+        .and_then(Value::as_str)
+        .unwrap_or("ack_requeue_true");
+    let requeue = ackmode.ends_with("requeue_true");
+    let encoding = req
+        .get("encoding")
+        .and_then(Value::as_str)
+        .unwrap_or("auto");
+    let mut out = Vec::new();
+    let mut taken = Vec::new();
+    for _ in 0..count {
+        let Some((entry, left)) = q.get(!requeue) else {
+            break;
+        };
+        let m = &entry.msg;
+        let text = std::str::from_utf8(&m.body)
+            .ok()
+            .filter(|_| encoding == "auto");
+        let (payload, payload_encoding) = match text {
+            Some(t) => (t.to_string(), "string"),
+            None => (
+                base64::engine::general_purpose::STANDARD.encode(&m.body),
+                "base64",
+            ),
+        };
+        let mut props = serde_json::Map::new();
+        if let Some(d) = m.properties.delivery_mode() {
+            props.insert("delivery_mode".into(), json!(d));
+        }
+        if let Some(h) = m.properties.headers() {
+            props.insert("headers".into(), json::table(h));
+        }
+        if let Some(c) = m.properties.content_type() {
+            props.insert("content_type".into(), json!(c.as_str()));
+        }
+        out.push(json!({
+            "payload": payload, "payload_bytes": m.body.len(), "payload_encoding": payload_encoding,
+            "redelivered": entry.redelivered, "exchange": m.exchange, "routing_key": m.routing_key,
+            "message_count": left, "properties": props,
+        }));
+        taken.push(entry);
+    }
+    if requeue && !taken.is_empty() {
+        q.requeue(taken);
+    }
+    Ok(Json(out))
+}

@@ -1,0 +1,88 @@
+//! `/api/bindings`: list bindings, and bind an exchange to a queue or exchange (what
+//! `rabbitmqadmin declare binding` posts).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+use warren_broker::vhost::{Binding, Vhost};
+use warren_broker::Broker;
+
+use super::{all_vhosts, vhost};
+use crate::auth::{ApiError, User};
+use warren_broker::json;
+
+fn list(vhosts: &[Arc<Vhost>]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for v in vhosts {
+        let st = v.read();
+        let mut names: Vec<&String> = st.queues.keys().collect();
+        names.sort();
+        for q in names {
+            out.push(
+                json!({"source": "", "vhost": v.name, "destination": q, "destination_type": "queue",
+                            "routing_key": q, "arguments": {}, "properties_key": q}),
+            );
+        }
+        for b in &st.bindings {
+            out.push(json!({
+                "source": b.source, "vhost": v.name, "destination": b.destination,
+                "destination_type": if b.destination_is_queue { "queue" } else { "exchange" },
+                "routing_key": b.routing_key, "arguments": json::table(&b.arguments),
+                "properties_key": if b.routing_key.is_empty() { "~".to_string() } else { b.routing_key.clone() },
+            }));
+        }
+    }
+    out
+}
+
+pub async fn list_all(State(b): State<Arc<Broker>>, _u: User) -> Json<Vec<Value>> {
+    Json(list(&all_vhosts(&b)))
+}
+
+pub async fn list_vhost(
+    State(b): State<Arc<Broker>>,
+    _u: User,
+    Path(vh): Path<String>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    Ok(Json(list(&[vhost(&b, &vh)?])))
+}
+
+pub async fn create(
+    State(b): State<Arc<Broker>>,
+    _u: User,
+    Path((vh, source, kind, destination)): Path<(String, String, String, String)>,
+    body: String,
+) -> Result<StatusCode, ApiError> {
+    let v = vhost(&b, &vh)?;
+    let req: Value = if body.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str(&body)
+            .map_err(|e| ApiError::bad_request(format!("failed to decode JSON: {e}")))?
+    };
+    let destination_is_queue = match kind.as_str() {
+        "q" => true,
+        "e" => false,
+        _ => return Err(ApiError::not_found()),
+    };
+    v.bind(Binding {
+        source: if source == "amq.default" {
+            String::new()
+        } else {
+            source
+        },
+        destination,
+        destination_is_queue,
+        routing_key: req
+            .get("routing_key")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        arguments: json::to_table(req.get("arguments").unwrap_or(&json!({}))),
+    })
+    .map_err(|e| ApiError::bad_request(e.text))?;
+    Ok(StatusCode::CREATED)
+}
