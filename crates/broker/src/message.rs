@@ -26,3 +26,17 @@ impl Message {
         self.body.len()
     }
 }
+
+impl Message {
+    /// A message read back from the journal (`None` if its properties do not decode).
+    pub fn from_recovered(m: warren_store::RecoveredMessage) -> Option<Message> {
+        let properties = warren_amqp::content::decode_properties(&m.properties)?;
+        Some(Message {
+            exchange: m.exchange,
+            routing_key: m.routing_key,
+            raw_properties: m.properties,
+            properties,
+            body: m.body,
+        })
+    }
+}

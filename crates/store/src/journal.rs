@@ -82,6 +82,24 @@ impl Journal {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Appends a record that holds a message (counted live in its segment until settled);
+    /// returns (epoch to wait for, segment holding it).
+    fn append_message(&self, encode: impl FnOnce(&mut Vec<u8>)) -> (u64, u32) {
+        let mut g = self.inner();
+        encode(&mut g.buf);
+        g.appended += 1;
+        let (epoch, seg) = (g.appended, g.segment);
+        *self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(seg)
+            .or_insert(0) += 1;
+        drop(g);
+        self.wake.notify_one();
+        (epoch, seg)
+    }
+
     /// Appends an enqueue record; returns (epoch to wait for, segment holding it).
     pub fn enqueue(
         &self,
@@ -92,28 +110,10 @@ impl Journal {
         properties: &[u8],
         body: &[u8],
     ) -> (u64, u32) {
-        let mut g = self.inner();
-        record::encode_enqueue(
-            &mut g.buf,
-            queue,
-            id,
-            exchange,
-            routing_key,
-            properties,
-            body,
-        );
-        g.appended += 1;
-        let (epoch, seg) = (g.appended, g.segment);
-        *self
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(seg)
-            .or_insert(0) += 1;
-        drop(g);
         self.enqueues.fetch_add(1, Ordering::Relaxed);
-        self.wake.notify_one();
-        (epoch, seg)
+        self.append_message(|buf| {
+            record::encode_enqueue(buf, queue, id, exchange, routing_key, properties, body)
+        })
     }
 
     /// Appends a message held by a delayed exchange; returns (epoch, segment) like `enqueue`.
@@ -128,28 +128,18 @@ impl Journal {
         properties: &[u8],
         body: &[u8],
     ) -> (u64, u32) {
-        let mut g = self.inner();
-        record::encode_delayed(
-            &mut g.buf,
-            key,
-            id,
-            due_ms,
-            exchange,
-            routing_key,
-            properties,
-            body,
-        );
-        g.appended += 1;
-        let (epoch, seg) = (g.appended, g.segment);
-        *self
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(seg)
-            .or_insert(0) += 1;
-        drop(g);
-        self.wake.notify_one();
-        (epoch, seg)
+        self.append_message(|buf| {
+            record::encode_delayed(
+                buf,
+                key,
+                id,
+                due_ms,
+                exchange,
+                routing_key,
+                properties,
+                body,
+            )
+        })
     }
 
     /// Records that messages left a queue for good. Not waited for: losing a settle in a

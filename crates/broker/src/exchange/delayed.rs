@@ -103,21 +103,16 @@ impl DelayedStore {
         let (now, now_ms) = (Instant::now(), now_unix_ms());
         let mut h = self.heap.lock().unwrap_or_else(|e| e.into_inner());
         for (due_ms, m) in items {
-            let Some(properties) = warren_amqp::content::decode_properties(&m.properties) else {
+            let (id, segment) = (m.id, m.segment);
+            let Some(msg) = Message::from_recovered(m) else {
                 continue;
             };
-            h.1 = h.1.max(m.id + 1);
+            h.1 = h.1.max(id + 1);
             h.0.push(Reverse(Held {
                 due: now + Duration::from_millis(due_ms.saturating_sub(now_ms)),
-                seq: m.id,
-                msg: Arc::new(Message {
-                    exchange: m.exchange,
-                    routing_key: m.routing_key,
-                    raw_properties: m.properties,
-                    properties,
-                    body: m.body,
-                }),
-                seg: Some(m.segment),
+                seq: id,
+                msg: Arc::new(msg),
+                seg: Some(segment),
             }));
         }
         drop(h);

@@ -396,7 +396,8 @@ impl Queue {
         let now = Instant::now();
         let mut st = self.state();
         for m in msgs {
-            let Some(properties) = warren_amqp::content::decode_properties(&m.properties) else {
+            let (id, segment) = (m.id, m.segment);
+            let Some(msg) = Message::from_recovered(m) else {
                 tracing::warn!(
                     "queue '{}': skipped a recovered message with unreadable properties",
                     self.name
@@ -408,27 +409,21 @@ impl Queue {
                 .message_ttl
                 .into_iter()
                 .chain(
-                    properties
+                    msg.properties
                         .expiration()
                         .as_ref()
                         .and_then(|e| e.as_str().parse::<u64>().ok()),
                 )
                 .min();
-            let priority = properties.priority().unwrap_or(0);
-            st.next_id = st.next_id.max(m.id + 1);
+            let priority = msg.properties.priority().unwrap_or(0);
+            st.next_id = st.next_id.max(id + 1);
             st.ready.push_back(Entry {
-                id: m.id,
-                msg: Arc::new(Message {
-                    exchange: m.exchange,
-                    routing_key: m.routing_key,
-                    raw_properties: m.properties,
-                    properties,
-                    body: m.body,
-                }),
+                id,
+                msg: Arc::new(msg),
                 redelivered: true,
                 priority,
                 expires_at: ttl.map(|ms| now + Duration::from_millis(ms)),
-                seg: Some(m.segment),
+                seg: Some(segment),
             });
         }
         drop(st);

@@ -57,12 +57,7 @@ pub async fn create(
     body: String,
 ) -> Result<StatusCode, ApiError> {
     let v = vhost(&b, &vh)?;
-    let req: Value = if body.trim().is_empty() {
-        json!({})
-    } else {
-        serde_json::from_str(&body)
-            .map_err(|e| ApiError::bad_request(format!("failed to decode JSON: {e}")))?
-    };
+    let req = super::json_body(&body)?;
     let destination_is_queue = match kind.as_str() {
         "q" => true,
         "e" => false,

@@ -58,8 +58,7 @@ pub async fn declare(
     body: String,
 ) -> Result<StatusCode, ApiError> {
     let v = vhost(&b, &vh)?;
-    let req: Value = serde_json::from_str(&body)
-        .map_err(|e| ApiError::bad_request(format!("failed to decode JSON: {e}")))?;
+    let req = super::json_body(&body)?;
     let existed = v.exchange(&name).is_some();
     v.declare_exchange(ExchangeSpec {
         name: &name,
@@ -103,8 +102,7 @@ pub async fn publish(
     let x = v
         .exchange(super::exchange_name(&name))
         .ok_or_else(ApiError::not_found)?;
-    let req: Value = serde_json::from_str(&body)
-        .map_err(|e| ApiError::bad_request(format!("failed to decode JSON: {e}")))?;
+    let req = super::json_body(&body)?;
     let payload = req.get("payload").and_then(Value::as_str).unwrap_or("");
     let body = match req.get("payload_encoding").and_then(Value::as_str) {
         Some("base64") => base64::engine::general_purpose::STANDARD

@@ -63,6 +63,15 @@ pub fn routes() -> Router<Arc<Broker>> {
         )
 }
 
+/// Parses a JSON request body (an empty body counts as `{}`), or answers RabbitMQ's 400.
+fn json_body(body: &str) -> Result<serde_json::Value, ApiError> {
+    if body.trim().is_empty() {
+        return Ok(serde_json::json!({}));
+    }
+    serde_json::from_str(body)
+        .map_err(|e| ApiError::bad_request(format!("failed to decode JSON: {e}")))
+}
+
 /// A JSON flag as the UI sends it (`true`) or as rabbitmqadmin sends it (`"true"`).
 fn flag(v: &serde_json::Value, key: &str, default: bool) -> bool {
     match v.get(key) {

@@ -63,8 +63,7 @@ pub async fn put(
     body: String,
 ) -> Result<StatusCode, ApiError> {
     let v = vhost(&b, &vh)?;
-    let req: Value = serde_json::from_str(&body)
-        .map_err(|e| ApiError::bad_request(format!("failed to decode JSON: {e}")))?;
+    let req = super::json_body(&body)?;
     let pattern = req
         .get("pattern")
         .and_then(Value::as_str)

@@ -81,12 +81,7 @@ pub async fn declare(
     body: String,
 ) -> Result<StatusCode, ApiError> {
     let v = vhost(&b, &vh)?;
-    let req: Value = if body.trim().is_empty() {
-        json!({})
-    } else {
-        serde_json::from_str(&body)
-            .map_err(|e| ApiError::bad_request(format!("failed to decode JSON: {e}")))?
-    };
+    let req = super::json_body(&body)?;
     let existed = v.queue(&name).is_some();
     v.declare_queue(QueueSpec {
         name: &name,
@@ -153,8 +148,7 @@ pub async fn get_messages(
     use base64::Engine;
     let v = vhost(&b, &vh)?;
     let q = v.queue(&name).ok_or_else(ApiError::not_found)?;
-    let req: Value = serde_json::from_str(&body)
-        .map_err(|e| ApiError::bad_request(format!("failed to decode JSON: {e}")))?;
+    let req = super::json_body(&body)?;
     let count = match req.get("count") {
         Some(Value::Number(n)) => n.as_u64().unwrap_or(1),
         Some(Value::String(s)) => s.parse().unwrap_or(1),
