@@ -328,3 +328,84 @@ async fn permissions_are_enforced_per_vhost_and_resource() {
         "NOT_ALLOWED - access to vhost 'other' refused for user 'reader'"
     );
 }
+
+#[test]
+fn detached_node_writes_pid_and_log_and_stops_with_ctl() {
+    let dir = std::env::temp_dir().join(format!("warren-detached-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (port, cluster) = (common::free_port(), common::free_port());
+    let node = format!("detached{port}@localhost");
+    let cookie = dir.join("cookie");
+    let status = std::process::Command::new(common::warren_bin())
+        .args([
+            "server",
+            "-detached",
+            "--port",
+            &port.to_string(),
+            "--node-name",
+            &node,
+        ])
+        .args(["--mgmt-port", &common::free_port().to_string()])
+        .args(["--cluster-port", &cluster.to_string()])
+        .args(["--prometheus-port", &common::free_port().to_string()])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--cookie-file")
+        .arg(&cookie)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the foreground process returns at once with 0"
+    );
+    let pid_file = dir.join("data/warren.pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the detached node never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(std::fs::read_to_string(dir.join("data/warren.log"))
+        .unwrap()
+        .contains("started"));
+    let out = std::process::Command::new(common::warren_bin())
+        .args(["ctl", "-n", &node, "--cookie-file"])
+        .arg(&cookie)
+        .arg("stop")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // Exited means gone, or a zombie waiting for whatever init this machine runs to reap it.
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
+    };
+    while alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "warren ctl stop did not stop the node"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -79,7 +79,7 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
                 let v = value(&a)?;
                 p.opts.insert("apply_to".into(), json!(v));
             }
-            "-h" | "--help" | "help" if p.command.is_empty() => return Err(String::new()),
+            "-h" | "--help" | "help" if p.command.is_empty() => return Err("help".into()),
             _ if p.command.is_empty() => p.command = a,
             _ => p.args.push(a),
         }
@@ -93,6 +93,10 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let p = match parse(args) {
         Ok(p) => p,
+        Err(e) if e == "help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             if !e.is_empty() {
                 eprintln!("Error: {e}");
