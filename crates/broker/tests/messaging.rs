@@ -742,3 +742,34 @@ async fn consumer_priorities_and_global_prefetch() {
     }
     assert_eq!(got, 2, "global prefetch 2 limits the whole channel");
 }
+
+#[tokio::test]
+async fn basic_recover_redelivers_unacked_messages_and_amqplain_logs_in() {
+    let node = Node::start();
+    let uri = format!("{}?auth_mechanism=amqplain", node.uri());
+    let conn = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())
+        .await
+        .expect("AMQPLAIN login");
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "rec").await;
+    publish(&ch, "", "rec", b"again").await;
+    let first = ch
+        .basic_get("rec".into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!first.delivery.redelivered);
+    ch.basic_recover(BasicRecoverOptions { requeue: true })
+        .await
+        .unwrap();
+    let again = ch
+        .basic_get("rec".into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.delivery.data, b"again");
+    assert!(
+        again.delivery.redelivered,
+        "recovered messages come back redelivered"
+    );
+}
