@@ -38,6 +38,11 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// A local 3-node cluster with load balancer and management UI (not built yet).
+    Up {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// Load generator with RabbitMQ PerfTest's flags (`warren perf -x 1 -y 1 -z 10`).
     #[command(disable_help_flag = true)]
     Perf(Box<perf::PerfArgs>),
@@ -81,5 +86,11 @@ fn main() -> ExitCode {
         Command::Lb { args } => warren_lb::main(args),
         Command::Vrrp { args } => warren_vrrp::main(args),
         Command::Ctl { args } => ctl::main(args),
+        Command::Up { .. } => {
+            eprintln!(
+                "warren up: the local 3-node cluster needs clustering, which Warren does not have yet (issues 6, 7 and 11); run a single node with `warren server`"
+            );
+            ExitCode::from(70)
+        }
     }
 }
