@@ -122,23 +122,6 @@ async fn channel_errors_carry_rabbitmq_codes_and_texts() {
         .await
         .unwrap();
     assert!(msg.is_none());
-    let e = ch.basic_ack(42, BasicAckOptions::default()).await;
-    // lapin refuses unknown tags itself; the server must also close the channel with 406.
-    if e.is_ok() {
-        let e = ch
-            .queue_declare(
-                "hello".into(),
-                QueueDeclareOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap_err();
-        assert!(
-            reply_text(&e).contains("unknown delivery tag 42") || reply_code(&e).is_none(),
-            "{e}"
-        );
-    }
-
     let ch = conn.create_channel().await.unwrap();
     let e = ch
         .queue_bind(
@@ -448,4 +431,39 @@ fn sigterm_closes_clients_with_connection_forced() {
         )),
     );
     assert_eq!(node.terminate(), Some(0));
+}
+
+#[test]
+fn acking_an_unknown_delivery_tag_closes_the_channel_with_406() {
+    // lapin refuses unknown tags before sending them, so this speaks the protocol directly.
+    let node = Node::start();
+    let mut c = RawClient::connect(node.port);
+    c.handshake(0);
+    c.send_method(
+        1,
+        &AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    );
+    let (_, ok) = c.read_method().unwrap();
+    assert!(matches!(
+        ok,
+        AMQPClass::Channel(channel::AMQPMethod::OpenOk(_))
+    ));
+    c.send_method(
+        1,
+        &AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+            delivery_tag: 42,
+            multiple: false,
+        })),
+    );
+    match c.read_method() {
+        Some((1, AMQPClass::Channel(channel::AMQPMethod::Close(close)))) => {
+            assert_eq!(close.reply_code, 406);
+            assert_eq!(
+                close.reply_text.as_str(),
+                "PRECONDITION_FAILED - unknown delivery tag 42"
+            );
+            assert_eq!((close.class_id, close.method_id), (60, 80));
+        }
+        other => panic!("expected channel.close, got {other:?}"),
+    }
 }

@@ -68,15 +68,17 @@ impl Channel {
         ctx: &Ctx<'_>,
         m: exchange::Bind,
     ) -> Result<(), AmqpError> {
-        ctx.check(Access::Write, "exchange", m.destination.as_str())?;
-        ctx.check(Access::Read, "exchange", m.source.as_str())?;
-        ctx.vhost.bind(Binding {
-            source: m.source.to_string(),
-            destination: m.destination.to_string(),
-            destination_is_queue: false,
-            routing_key: m.routing_key.to_string(),
-            arguments: m.arguments,
-        })?;
+        change_binding(
+            ctx,
+            Binding {
+                source: m.source.to_string(),
+                destination: m.destination.to_string(),
+                destination_is_queue: false,
+                routing_key: m.routing_key.to_string(),
+                arguments: m.arguments,
+            },
+            true,
+        )?;
         if !m.nowait {
             self.reply(
                 ctx,
@@ -91,15 +93,17 @@ impl Channel {
         ctx: &Ctx<'_>,
         m: exchange::Unbind,
     ) -> Result<(), AmqpError> {
-        ctx.check(Access::Write, "exchange", m.destination.as_str())?;
-        ctx.check(Access::Read, "exchange", m.source.as_str())?;
-        ctx.vhost.unbind(&Binding {
-            source: m.source.to_string(),
-            destination: m.destination.to_string(),
-            destination_is_queue: false,
-            routing_key: m.routing_key.to_string(),
-            arguments: m.arguments,
-        })?;
+        change_binding(
+            ctx,
+            Binding {
+                source: m.source.to_string(),
+                destination: m.destination.to_string(),
+                destination_is_queue: false,
+                routing_key: m.routing_key.to_string(),
+                arguments: m.arguments,
+            },
+            false,
+        )?;
         if !m.nowait {
             self.reply(
                 ctx,
@@ -171,19 +175,14 @@ impl Channel {
     }
 
     pub(super) fn queue_bind(&mut self, ctx: &Ctx<'_>, m: queue::Bind) -> Result<(), AmqpError> {
-        let name = self.queue_name(&m.queue)?;
-        ctx.check(Access::Write, "queue", &name)?;
-        ctx.check(Access::Read, "exchange", m.exchange.as_str())?;
-        if let Some(q) = ctx.vhost.queue(&name) {
-            check_exclusive(&q, ctx.connection_id, &ctx.vhost.name)?;
-        }
-        ctx.vhost.bind(Binding {
+        let binding = Binding {
             source: m.exchange.to_string(),
-            destination: name,
+            destination: self.queue_name(&m.queue)?,
             destination_is_queue: true,
             routing_key: m.routing_key.to_string(),
             arguments: m.arguments,
-        })?;
+        };
+        change_binding(ctx, binding, true)?;
         if !m.nowait {
             self.reply(
                 ctx,
@@ -198,16 +197,14 @@ impl Channel {
         ctx: &Ctx<'_>,
         m: queue::Unbind,
     ) -> Result<(), AmqpError> {
-        let name = self.queue_name(&m.queue)?;
-        ctx.check(Access::Write, "queue", &name)?;
-        ctx.check(Access::Read, "exchange", m.exchange.as_str())?;
-        ctx.vhost.unbind(&Binding {
+        let binding = Binding {
             source: m.exchange.to_string(),
-            destination: name,
+            destination: self.queue_name(&m.queue)?,
             destination_is_queue: true,
             routing_key: m.routing_key.to_string(),
             arguments: m.arguments,
-        })?;
+        };
+        change_binding(ctx, binding, false)?;
         self.reply(
             ctx,
             AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
@@ -264,6 +261,28 @@ impl Channel {
             );
         }
         Ok(())
+    }
+}
+
+/// What queue.bind/unbind and exchange.bind/unbind share: *write* on the destination, *read*
+/// on the source, the exclusive-queue lock (405, for binds and unbinds alike), then the change.
+fn change_binding(ctx: &Ctx<'_>, binding: Binding, bind: bool) -> Result<(), AmqpError> {
+    let kind = if binding.destination_is_queue {
+        "queue"
+    } else {
+        "exchange"
+    };
+    ctx.check(Access::Write, kind, &binding.destination)?;
+    ctx.check(Access::Read, "exchange", &binding.source)?;
+    if binding.destination_is_queue {
+        if let Some(q) = ctx.vhost.queue(&binding.destination) {
+            check_exclusive(&q, ctx.connection_id, &ctx.vhost.name)?;
+        }
+    }
+    if bind {
+        ctx.vhost.bind(binding)
+    } else {
+        ctx.vhost.unbind(&binding)
     }
 }
 
