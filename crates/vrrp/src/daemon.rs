@@ -76,7 +76,10 @@ impl PidFiles {
         let me = std::process::id();
         let mut done = PidFiles(Vec::new());
         for p in paths {
-            std::fs::write(p, format!("{me}\n"))
+            // Write then rename: a reader polling for the file must never see it empty.
+            let tmp = p.with_extension("pid.tmp");
+            std::fs::write(&tmp, format!("{me}\n"))
+                .and_then(|()| std::fs::rename(&tmp, p))
                 .map_err(|e| format!("cannot write pid file {}: {e}", p.display()))?;
             done.0.push(p.to_path_buf());
         }

@@ -30,6 +30,9 @@ pub fn detach(log_file: &Path, pid_file: &Path) -> std::io::Result<()> {
         libc::dup2(log.as_raw_fd(), 1);
         libc::dup2(log.as_raw_fd(), 2);
     }
-    std::fs::write(pid_file, format!("{}\n", std::process::id()))?;
+    // Write then rename: a reader polling for the file must never see it empty.
+    let tmp = pid_file.with_extension("pid.tmp");
+    std::fs::write(&tmp, format!("{}\n", std::process::id()))?;
+    std::fs::rename(&tmp, pid_file)?;
     Ok(())
 }
