@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use tokio::sync::watch;
 use warren_store::Journal;
@@ -73,8 +73,16 @@ pub struct Broker {
     pub stats: Stats,
     /// Set while definitions are being loaded (no write-back of half-loaded state).
     loading: AtomicBool,
+    /// The cluster's metadata group, when this node is clustered.
+    metadata: OnceLock<Arc<dyn crate::metadata::Metadata>>,
+    /// The metadata group's applied position and membership, stored in the definitions file
+    /// so that both change in one atomic write (see `persist_definitions`).
+    cluster_state: Mutex<Option<serde_json::Value>>,
     me: Weak<Broker>,
 }
+
+/// Where the metadata group's state sits in the definitions file.
+const CLUSTER_STATE_KEY: &str = "warren_cluster";
 
 /// Node-wide message counters, as rabbitmq_prometheus reports them.
 #[derive(Default)]
@@ -129,6 +137,9 @@ impl Broker {
             _ => None,
         };
         b.loading.store(true, Ordering::Relaxed);
+        if let Some(state) = existing.as_ref().and_then(|d| d.get(CLUSTER_STATE_KEY)) {
+            *b.cluster_state.lock().unwrap_or_else(|e| e.into_inner()) = Some(state.clone());
+        }
         match existing {
             Some(d) => {
                 for w in crate::definitions::import(&b, &d).map_err(std::io::Error::other)? {
@@ -199,6 +210,8 @@ impl Broker {
             store,
             alarms: Arc::new(watch::channel(Vec::new()).0),
             loading: AtomicBool::new(false),
+            metadata: OnceLock::new(),
+            cluster_state: Mutex::new(None),
             me: me.clone(),
         })
     }
@@ -243,11 +256,48 @@ impl Broker {
             return;
         }
         let _one_writer = store.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let doc = crate::definitions::export(self);
+        let state = self.cluster_state();
+        // A cluster member keeps everything the cluster agrees on (transient objects too),
+        // so that its metadata after a restart matches its recorded Raft position.
+        let mut doc = if state.is_some() {
+            crate::definitions::export_cluster(self)
+        } else {
+            crate::definitions::export(self)
+        };
+        if let Some(state) = state {
+            doc[CLUSTER_STATE_KEY] = state;
+        }
         let bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
         if let Err(e) = warren_store::definitions::write_atomic(&store.definitions, &bytes) {
             tracing::error!("cannot write {}: {e}", store.definitions.display());
         }
+    }
+
+    /// Joins this broker to a cluster's metadata group: from now on changes go through it.
+    pub fn set_metadata(&self, m: Arc<dyn crate::metadata::Metadata>) {
+        let _ = self.metadata.set(m);
+    }
+
+    pub fn metadata(&self) -> Option<&Arc<dyn crate::metadata::Metadata>> {
+        self.metadata.get()
+    }
+
+    /// Whether metadata changes must go through the cluster.
+    pub fn clustered(&self) -> bool {
+        self.metadata.get().is_some()
+    }
+
+    /// The metadata group's state as last persisted with the definitions.
+    pub fn cluster_state(&self) -> Option<serde_json::Value> {
+        self.cluster_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records the metadata group's state; written with the next `persist_definitions`.
+    pub fn set_cluster_state(&self, state: Option<serde_json::Value>) {
+        *self.cluster_state.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<Vhost>> {

@@ -14,6 +14,16 @@ use crate::policy::Policy;
 use crate::vhost::{Binding, ExchangeSpec, QueueSpec};
 
 pub fn export(b: &Broker) -> Value {
+    export_scope(b, false)
+}
+
+/// Everything a cluster member must agree on, transient objects included, with each queue's
+/// home node and exclusive owner: the metadata group's snapshot.
+pub fn export_cluster(b: &Broker) -> Value {
+    export_scope(b, true)
+}
+
+fn export_scope(b: &Broker, cluster: bool) -> Value {
     let mut vhosts = Vec::new();
     let (mut queues, mut exchanges, mut bindings, mut policies) = (vec![], vec![], vec![], vec![]);
     for name in b.vhost_names() {
@@ -24,24 +34,29 @@ pub fn export(b: &Broker) -> Value {
         let mut qs: Vec<_> = st
             .queues
             .values()
-            .filter(|q| q.durable && q.exclusive_owner.is_none())
+            .filter(|q| cluster || (q.durable && q.exclusive_owner.is_none()))
             .collect();
         qs.sort_by(|a, b| a.name.cmp(&b.name));
         for q in &qs {
-            queues.push(json!({
-                "name": q.name, "vhost": name, "durable": true,
+            let mut item = json!({
+                "name": q.name, "vhost": name, "durable": q.durable,
                 "auto_delete": q.auto_delete, "arguments": json::table(&q.arguments),
-            }));
+            });
+            if cluster {
+                item["node"] = json!(q.home_node(b));
+                item["exclusive_owner"] = json!(q.exclusive_owner);
+            }
+            queues.push(item);
         }
         let mut xs: Vec<_> = st
             .exchanges
             .values()
-            .filter(|x| x.durable && !x.name.is_empty() && !x.name.starts_with("amq."))
+            .filter(|x| (cluster || x.durable) && !x.name.is_empty() && !x.name.starts_with("amq."))
             .collect();
         xs.sort_by(|a, b| a.name.cmp(&b.name));
         for x in &xs {
             exchanges.push(json!({
-                "name": x.name, "vhost": name, "type": x.type_name(), "durable": true,
+                "name": x.name, "vhost": name, "type": x.type_name(), "durable": x.durable,
                 "auto_delete": x.auto_delete, "internal": x.internal,
                 "arguments": json::table(&x.arguments),
             }));
@@ -54,7 +69,7 @@ pub fn export(b: &Broker) -> Value {
             } else {
                 durable_exchange(&bd.destination)
             };
-            if durable_exchange(&bd.source) && dest_ok {
+            if cluster || (durable_exchange(&bd.source) && dest_ok) {
                 bindings.push(json!({
                     "source": bd.source, "vhost": name, "destination": bd.destination,
                     "destination_type": if bd.destination_is_queue { "queue" } else { "exchange" },
@@ -213,11 +228,16 @@ pub fn import(b: &Broker, d: &Value) -> Result<Vec<String>, String> {
             name: str_of(q, "name"),
             passive: false,
             durable: bool_of(q, "durable", true),
-            exclusive_owner: None,
+            exclusive_owner: q.get("exclusive_owner").and_then(Value::as_u64),
             auto_delete: bool_of(q, "auto_delete", false),
             arguments: json::to_table(q.get("arguments").unwrap_or(&json!({}))),
             connection_id: 0,
             server_named: str_of(q, "name").starts_with("amq."),
+            home: q
+                .get("node")
+                .and_then(Value::as_str)
+                .filter(|n| *n != b.config.node_name)
+                .map(str::to_string),
         });
         if let Err(e) = r {
             warnings.push(format!("queue '{}': {}", str_of(q, "name"), e.text));
@@ -244,4 +264,67 @@ pub fn import(b: &Broker, d: &Value) -> Result<Vec<String>, String> {
         }
     }
     Ok(warnings)
+}
+
+/// Makes this node's metadata exactly `d` (a metadata snapshot from `export_cluster`): merges
+/// it in, then removes what it does not list. Queues that stay keep their messages.
+pub fn replace(b: &Broker, d: &Value) -> Vec<String> {
+    let warnings = import(b, d).unwrap_or_else(|e| vec![e]);
+    let listed = |k: &str, vhost: &str, name: &str| {
+        items(d, k).any(|o| str_of(o, "vhost") == vhost && str_of(o, "name") == name)
+    };
+    for vh in b.vhost_names() {
+        if !items(d, "vhosts").any(|o| str_of(o, "name") == vh) {
+            b.delete_vhost(&vh);
+            continue;
+        }
+        let Some(v) = b.vhost(&vh) else { continue };
+        let (queues, exchanges, bindings) = {
+            let st = v.read();
+            (
+                st.queues.values().cloned().collect::<Vec<_>>(),
+                st.exchanges.keys().cloned().collect::<Vec<_>>(),
+                st.bindings.clone(),
+            )
+        };
+        for q in queues {
+            if !listed("queues", &vh, &q.name) {
+                v.delete_queue(&q);
+            }
+        }
+        for x in exchanges {
+            if !x.is_empty() && !x.starts_with("amq.") && !listed("exchanges", &vh, &x) {
+                let _ = v.delete_exchange(&x, false);
+            }
+        }
+        for bd in bindings {
+            let kept = items(d, "bindings").any(|o| {
+                str_of(o, "vhost") == vh
+                    && str_of(o, "source") == bd.source
+                    && str_of(o, "destination") == bd.destination
+                    && str_of(o, "routing_key") == bd.routing_key
+                    && (str_of(o, "destination_type") != "exchange") == bd.destination_is_queue
+            });
+            if !kept {
+                let _ = v.unbind(&bd);
+            }
+        }
+        for p in v.policies() {
+            if !listed("policies", &vh, &p.name) {
+                v.clear_policy(&p.name);
+            }
+        }
+    }
+    for u in b.auth.users() {
+        if !items(d, "users").any(|o| str_of(o, "name") == u.name) {
+            b.auth.delete_user(&u.name);
+        }
+    }
+    for (user, vh, _) in b.auth.permissions() {
+        if !items(d, "permissions").any(|o| str_of(o, "user") == user && str_of(o, "vhost") == vh) {
+            b.auth.clear_permissions(&user, &vh);
+        }
+    }
+    b.persist_definitions();
+    warnings
 }

@@ -17,6 +17,7 @@ pub mod definitions;
 pub mod exchange;
 pub mod json;
 pub mod message;
+pub mod metadata;
 pub mod policy;
 pub mod queue;
 pub mod server;

@@ -67,6 +67,8 @@ pub struct QueueSpec<'a> {
     pub connection_id: u64,
     /// The broker generated the name (`amq.gen-...`), so the reserved prefix is allowed.
     pub server_named: bool,
+    /// In a cluster, the node holding the queue's messages when it is not this one.
+    pub home: Option<String>,
 }
 
 /// Queue arguments RabbitMQ compares on redeclaration.
@@ -358,6 +360,7 @@ impl Vhost {
             arguments,
             connection_id,
             server_named,
+            home,
         } = spec;
         let mut st = self.write();
         if let Some(q) = st.queues.get(name) {
@@ -417,7 +420,7 @@ impl Vhost {
             )));
         }
         let policy = self.policy_for(name, true);
-        let journal = (durable && exclusive_owner.is_none())
+        let journal = (durable && exclusive_owner.is_none() && home.is_none())
             .then(|| self.broker.upgrade().and_then(|b| b.journal().cloned()))
             .flatten();
         let q = Queue::new(
@@ -428,6 +431,7 @@ impl Vhost {
                 exclusive_owner,
                 auto_delete,
                 arguments,
+                home,
             },
             policy,
             journal,
@@ -679,7 +683,8 @@ pub fn delayed_key(vhost: &str, exchange: &str) -> String {
 /// 405 unless the queue is not exclusive or belongs to `connection_id`.
 pub fn check_exclusive(q: &Queue, connection_id: u64, vhost: &str) -> Result<(), AmqpError> {
     match q.exclusive_owner {
-        Some(owner) if owner != connection_id => Err(AmqpError::new(
+        // Connection ids are per node: another node's exclusive queue is never ours.
+        Some(owner) if owner != connection_id || q.home.is_some() => Err(AmqpError::new(
             warren_amqp::reply::RESOURCE_LOCKED,
             format!(
                 "cannot obtain exclusive access to locked queue '{}' in vhost '{vhost}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",

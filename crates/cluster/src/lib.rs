@@ -6,7 +6,9 @@
 //! it knows the cookie with HMAC-SHA256(cookie, challenge).
 
 pub mod cookie;
+pub mod group;
 pub mod handshake;
+pub mod raft;
 pub mod registry;
 
 /// `name@host` split into its parts, with an optional explicit `:port`.

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use warren_broker::{Broker, BrokerConfig};
+use warren_cluster::group::Group;
+use warren_cluster::raft::Peer;
 
 pub struct App {
     pub node: String,
@@ -18,9 +20,19 @@ pub struct App {
     pub cluster_port: u16,
     pub started: Instant,
     running: Mutex<Option<Arc<Broker>>>,
+    /// This node's member of the metadata Raft group, while clustered and running.
+    group: Mutex<Option<Arc<Group>>>,
+    pub cookie: String,
+    /// Serialises start_app, stop_app, reset and joins.
+    lifecycle: tokio::sync::Mutex<()>,
     /// `warren ctl stop`: the whole node exits.
     pub stop_node: Notify,
 }
+
+/// Written by `join_cluster`: the node joins through this seed on its next `start_app`.
+const JOIN_FILE: &str = "cluster-join.json";
+/// The metadata Raft log; its presence means this node is a cluster member.
+const RAFT_FILE: &str = "raft.redb";
 
 impl App {
     pub fn new(
@@ -28,6 +40,7 @@ impl App {
         mgmt: SocketAddr,
         prometheus: SocketAddr,
         cluster_port: u16,
+        cookie: String,
     ) -> Arc<Self> {
         Arc::new(App {
             node: config.node_name.clone(),
@@ -37,6 +50,9 @@ impl App {
             cluster_port,
             started: Instant::now(),
             running: Mutex::new(None),
+            group: Mutex::new(None),
+            cookie,
+            lifecycle: tokio::sync::Mutex::new(()),
             stop_node: Notify::new(),
         })
     }
@@ -48,18 +64,112 @@ impl App {
             .clone()
     }
 
+    pub fn group(&self) -> Option<Arc<Group>> {
+        self.group.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.data_dir.clone().unwrap_or_default()
+    }
+
+    /// This node as a cluster member: its name and the address of its cluster port.
+    pub fn peer(&self) -> Peer {
+        let host = warren_cluster::NodeName::parse(&self.node)
+            .map(|n| n.host)
+            .unwrap_or_else(|_| "localhost".into());
+        Peer {
+            name: self.node.clone(),
+            addr: format!("{host}:{}", self.cluster_port),
+        }
+    }
+
+    /// Whether this node belongs (or is about to belong) to a cluster.
+    pub fn is_clustered(&self) -> bool {
+        let dir = self.data_dir();
+        dir.join(RAFT_FILE).exists() || dir.join(JOIN_FILE).exists()
+    }
+
+    /// Starts the metadata group for a running broker (a standalone node becomes a
+    /// one-node cluster the first time another node joins it).
+    pub async fn start_group(
+        &self,
+        broker: &Arc<Broker>,
+        restarted: bool,
+    ) -> Result<Arc<Group>, String> {
+        if let Some(g) = self.group() {
+            return Ok(g);
+        }
+        let dir = self.data_dir();
+        let join_file = dir.join(JOIN_FILE);
+        let seed = std::fs::read(&join_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["seed"].as_str().map(str::to_string));
+        let g = Group::start(
+            broker,
+            self.peer(),
+            self.cookie.clone(),
+            &dir,
+            seed.is_some(),
+        )
+        .await
+        .map_err(|e| format!("cannot start the cluster metadata group: {e}"))?;
+        *self.group.lock().unwrap_or_else(|e| e.into_inner()) = Some(g.clone());
+        let (me, cookie) = (self.peer(), self.cookie.clone());
+        let group = g.clone();
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            // Become (again) a voting member: through the seed when joining, else through
+            // whichever member leads. Retried until the cluster answers.
+            let req = serde_json::json!({"cluster": "join", "peer": me});
+            loop {
+                let r = match &seed {
+                    Some(addr) => {
+                        warren_cluster::raft::network::call_once(addr, &cookie, &me.name, &req)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    None => group.ask_leader(req.clone()).await,
+                };
+                match r {
+                    Ok(v) if v["ok"].as_bool() == Some(true) => break,
+                    Ok(v) if v["retry"].as_bool() == Some(true) => {}
+                    Ok(v) => tracing::warn!("joining the cluster: {}", v["error"]),
+                    Err(e) => tracing::debug!("joining the cluster: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let _ = std::fs::remove_file(&join_file);
+            if restarted {
+                // Non-durable and exclusive queues homed here did not survive the restart.
+                let op = warren_broker::metadata::MetaOp::DropTransientQueuesOf {
+                    node: me.name.clone(),
+                };
+                if let Err(e) = broker.submit(op).await {
+                    tracing::warn!("could not drop this node's transient queues: {e}");
+                }
+            }
+            tracing::info!("node {} is a running member of the cluster", me.name);
+        });
+        Ok(g)
+    }
+
     pub fn request_stop(&self) {
         self.stop_node.notify_one();
     }
 
     /// Opens storage, binds the AMQP and management listeners and starts serving.
     pub async fn start_app(&self) -> Result<(), String> {
+        let _one = self.lifecycle.lock().await;
         if self.broker().is_some() {
             return Ok(());
         }
         let dir = self.config.data_dir.clone().unwrap_or_default();
         let broker = Broker::open(self.config.clone())
             .map_err(|e| format!("cannot open data directory {}: {e}", dir.display()))?;
+        if self.is_clustered() {
+            self.start_group(&broker, true).await?;
+        }
         let mut listeners = Vec::new();
         for addr in &self.config.listeners {
             listeners.push((
@@ -106,6 +216,21 @@ impl App {
     /// Closes every client connection (320 CONNECTION_FORCED), stops the listeners and
     /// flushes the journal. The process and its control listener stay up.
     pub async fn stop_app(&self) {
+        let _one = self.lifecycle.lock().await;
+        // The group keeps answering peers while we leave: the change needs our vote too.
+        if let Some(g) = self.group() {
+            // Hand over: leave the voter set (staying a member) so that the nodes still
+            // running keep a majority; the last voter stays one and keeps serving.
+            let req = serde_json::json!({"cluster": "leave", "node": self.node});
+            match tokio::time::timeout(Duration::from_secs(10), g.ask_leader(req)).await {
+                Ok(Ok(v)) if v["ok"].as_bool() == Some(true) => {
+                    tracing::info!("left the cluster's voter set; still a member")
+                }
+                other => tracing::warn!("could not leave the voter set cleanly: {other:?}"),
+            }
+            self.group.lock().unwrap_or_else(|e| e.into_inner()).take();
+            g.shutdown().await;
+        }
         let Some(broker) = self
             .running
             .lock()
@@ -140,7 +265,10 @@ impl App {
             );
         }
         let dir: PathBuf = self.config.data_dir.clone().unwrap_or_default();
-        for entry in ["definitions.json", "journal"] {
+        if self.is_clustered() {
+            self.leave_cluster_for_reset();
+        }
+        for entry in ["definitions.json", "journal", RAFT_FILE, JOIN_FILE] {
             let p = dir.join(entry);
             let r = if p.is_dir() {
                 std::fs::remove_dir_all(&p)
@@ -155,5 +283,61 @@ impl App {
         }
         tracing::info!("node {} reset: definitions and messages deleted", self.node);
         Ok(())
+    }
+
+    /// The cluster members recorded in this node's definitions file (usable while stopped).
+    pub fn recorded_members(&self) -> Vec<Peer> {
+        let path = self.data_dir().join("definitions.json");
+        let doc: serde_json::Value = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let nodes = &doc["warren_cluster"]["membership"]["membership"]["nodes"];
+        nodes
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .filter_map(|p| serde_json::from_value::<Peer>(p.clone()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `reset` of a cluster member: asks the other members to forget this node (best
+    /// effort: with none reachable the reset goes on, as rabbitmqctl's does).
+    fn leave_cluster_for_reset(&self) {
+        let me = self.node.clone();
+        let others: Vec<Peer> = self
+            .recorded_members()
+            .into_iter()
+            .filter(|p| p.name != me)
+            .collect();
+        let cookie = self.cookie.clone();
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let req = serde_json::json!({"cluster": "forget", "node": me});
+                for p in others {
+                    let call =
+                        warren_cluster::raft::network::call_once(&p.addr, &cookie, &me, &req);
+                    if let Ok(Ok(v)) = tokio::time::timeout(Duration::from_secs(10), call).await {
+                        if v["ok"].as_bool() == Some(true) {
+                            return Some(p.name);
+                        }
+                    }
+                }
+                None
+            })
+        })
+        .join()
+        .ok()
+        .flatten();
+        match done {
+            Some(via) => tracing::info!("the cluster forgot this node (via {via})"),
+            None => tracing::warn!("no cluster member reachable to forget this node"),
+        }
     }
 }

@@ -182,8 +182,11 @@ pub fn run(a: ServerArgs) -> ExitCode {
 }
 
 fn init_logging(file: Option<&Path>, level: Option<&str>) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG").unwrap_or_else(|_| {
+        // openraft warns on every heartbeat to a stopped member; those are not news.
+        let level = level.unwrap_or("info");
+        tracing_subscriber::EnvFilter::new(format!("{level},openraft=error"))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
@@ -218,7 +221,7 @@ async fn serve(
             return ExitCode::from(69);
         }
     };
-    let app = App::new(cfg, mgmt, prometheus, cluster_port);
+    let app = App::new(cfg, mgmt, prometheus, cluster_port, cookie.clone());
     if let Err(e) = app.start_app().await {
         tracing::error!("{e}");
         eprintln!("warren server: {e}");

@@ -9,8 +9,11 @@ use rand::Rng;
 use warren_amqp::reply::AmqpError;
 use warren_amqp::{exchange, queue, AMQPClass, ShortString};
 
+use super::clustered::{binding_op, Then};
 use super::{Channel, Ctx};
 use crate::auth::Access;
+use crate::json;
+use crate::metadata::MetaOp;
 use crate::queue::Queue;
 use crate::vhost::{check_exclusive, Binding, ExchangeSpec, QueueSpec};
 
@@ -27,6 +30,25 @@ impl Channel {
             return Err(AmqpError::access_refused(
                 "operation not permitted on the default exchange",
             ));
+        }
+        if ctx.broker.clustered() && !m.passive && ctx.vhost.exchange(m.exchange.as_str()).is_none()
+        {
+            let op = MetaOp::DeclareExchange {
+                vhost: ctx.vhost.name.clone(),
+                name: m.exchange.to_string(),
+                kind: m.kind.to_string(),
+                durable: m.durable,
+                auto_delete: m.auto_delete,
+                internal: m.internal,
+                arguments: json::table(&m.arguments),
+            };
+            self.defer(
+                ctx,
+                op,
+                Then::ExchangeDeclared { nowait: m.nowait },
+                (40, 10),
+            );
+            return Ok(());
         }
         ctx.vhost.declare_exchange(ExchangeSpec {
             name: m.exchange.as_str(),
@@ -52,6 +74,20 @@ impl Channel {
         m: exchange::Delete,
     ) -> Result<(), AmqpError> {
         ctx.check(Access::Configure, "exchange", m.exchange.as_str())?;
+        if ctx.broker.clustered() {
+            let op = MetaOp::DeleteExchange {
+                vhost: ctx.vhost.name.clone(),
+                name: m.exchange.to_string(),
+                if_unused: m.if_unused,
+            };
+            self.defer(
+                ctx,
+                op,
+                Then::ExchangeDeleted { nowait: m.nowait },
+                (40, 20),
+            );
+            return Ok(());
+        }
         ctx.vhost
             .delete_exchange(m.exchange.as_str(), m.if_unused)?;
         if !m.nowait {
@@ -68,17 +104,21 @@ impl Channel {
         ctx: &Ctx<'_>,
         m: exchange::Bind,
     ) -> Result<(), AmqpError> {
-        change_binding(
-            ctx,
-            Binding {
-                source: m.source.to_string(),
-                destination: m.destination.to_string(),
-                destination_is_queue: false,
-                routing_key: m.routing_key.to_string(),
-                arguments: m.arguments,
-            },
-            true,
-        )?;
+        let binding = Binding {
+            source: m.source.to_string(),
+            destination: m.destination.to_string(),
+            destination_is_queue: false,
+            routing_key: m.routing_key.to_string(),
+            arguments: m.arguments,
+        };
+        if let Some(op) = change_binding(ctx, binding, true)? {
+            let then = Then::ExchangeBound {
+                nowait: m.nowait,
+                bind: true,
+            };
+            self.defer(ctx, op, then, (40, 30));
+            return Ok(());
+        }
         if !m.nowait {
             self.reply(
                 ctx,
@@ -93,17 +133,21 @@ impl Channel {
         ctx: &Ctx<'_>,
         m: exchange::Unbind,
     ) -> Result<(), AmqpError> {
-        change_binding(
-            ctx,
-            Binding {
-                source: m.source.to_string(),
-                destination: m.destination.to_string(),
-                destination_is_queue: false,
-                routing_key: m.routing_key.to_string(),
-                arguments: m.arguments,
-            },
-            false,
-        )?;
+        let binding = Binding {
+            source: m.source.to_string(),
+            destination: m.destination.to_string(),
+            destination_is_queue: false,
+            routing_key: m.routing_key.to_string(),
+            arguments: m.arguments,
+        };
+        if let Some(op) = change_binding(ctx, binding, false)? {
+            let then = Then::ExchangeBound {
+                nowait: m.nowait,
+                bind: false,
+            };
+            self.defer(ctx, op, then, (40, 40));
+            return Ok(());
+        }
         if !m.nowait {
             self.reply(
                 ctx,
@@ -133,6 +177,15 @@ impl Channel {
             .queue(name)
             .ok_or_else(|| AmqpError::not_found("queue", name, &ctx.vhost.name))?;
         check_exclusive(&q, ctx.connection_id, &ctx.vhost.name)?;
+        if let Some(home) = &q.home {
+            return Err(AmqpError::new(
+                warren_amqp::reply::NOT_FOUND,
+                format!(
+                    "queue '{name}' in vhost '{}' is on node '{home}'; this node does not serve other nodes' queues yet: connect to {home}",
+                    ctx.vhost.name
+                ),
+            ));
+        }
         Ok(q)
     }
 
@@ -150,6 +203,24 @@ impl Channel {
         if !m.passive {
             ctx.check(Access::Configure, "queue", &name)?;
         }
+        if ctx.broker.clustered() && !m.passive && ctx.vhost.queue(&name).is_none() {
+            let op = MetaOp::DeclareQueue {
+                vhost: ctx.vhost.name.clone(),
+                name: name.clone(),
+                durable: m.durable,
+                auto_delete: m.auto_delete,
+                exclusive_owner: m.exclusive.then_some(ctx.connection_id),
+                arguments: json::table(&m.arguments),
+                home: ctx.broker.config.node_name.clone(),
+                server_named,
+            };
+            let then = Then::QueueDeclared {
+                name,
+                nowait: m.nowait,
+            };
+            self.defer(ctx, op, then, (50, 10));
+            return Ok(());
+        }
         let q = ctx.vhost.declare_queue(QueueSpec {
             name: &name,
             passive: m.passive,
@@ -159,6 +230,7 @@ impl Channel {
             arguments: m.arguments,
             connection_id: ctx.connection_id,
             server_named,
+            home: None,
         })?;
         self.last_queue = Some(name.clone());
         if !m.nowait {
@@ -182,7 +254,14 @@ impl Channel {
             routing_key: m.routing_key.to_string(),
             arguments: m.arguments,
         };
-        change_binding(ctx, binding, true)?;
+        if let Some(op) = change_binding(ctx, binding, true)? {
+            let then = Then::QueueBound {
+                nowait: m.nowait,
+                bind: true,
+            };
+            self.defer(ctx, op, then, (50, 20));
+            return Ok(());
+        }
         if !m.nowait {
             self.reply(
                 ctx,
@@ -204,7 +283,14 @@ impl Channel {
             routing_key: m.routing_key.to_string(),
             arguments: m.arguments,
         };
-        change_binding(ctx, binding, false)?;
+        if let Some(op) = change_binding(ctx, binding, false)? {
+            let then = Then::QueueBound {
+                nowait: false,
+                bind: false,
+            };
+            self.defer(ctx, op, then, (50, 50));
+            return Ok(());
+        }
         self.reply(
             ctx,
             AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
@@ -250,6 +336,18 @@ impl Channel {
                     ctx.vhost.name
                 )));
             }
+            if ctx.broker.clustered() {
+                let op = MetaOp::DeleteQueue {
+                    vhost: ctx.vhost.name.clone(),
+                    name,
+                };
+                let then = Then::QueueDeleted {
+                    nowait: m.nowait,
+                    message_count: q.message_count() as u32,
+                };
+                self.defer(ctx, op, then, (50, 40));
+                return Ok(());
+            }
             count = delete_queue_now(ctx, &q);
         }
         if !m.nowait {
@@ -265,8 +363,13 @@ impl Channel {
 }
 
 /// What queue.bind/unbind and exchange.bind/unbind share: *write* on the destination, *read*
-/// on the source, the exclusive-queue lock (405, for binds and unbinds alike), then the change.
-fn change_binding(ctx: &Ctx<'_>, binding: Binding, bind: bool) -> Result<(), AmqpError> {
+/// on the source, the exclusive-queue lock (405, for binds and unbinds alike), then the change
+/// (or, on a clustered node, the op that proposes it).
+fn change_binding(
+    ctx: &Ctx<'_>,
+    binding: Binding,
+    bind: bool,
+) -> Result<Option<MetaOp>, AmqpError> {
     let kind = if binding.destination_is_queue {
         "queue"
     } else {
@@ -279,15 +382,36 @@ fn change_binding(ctx: &Ctx<'_>, binding: Binding, bind: bool) -> Result<(), Amq
             check_exclusive(&q, ctx.connection_id, &ctx.vhost.name)?;
         }
     }
-    if bind {
-        ctx.vhost.bind(binding)
-    } else {
-        ctx.vhost.unbind(&binding)
+    if ctx.broker.clustered() {
+        return Ok(Some(binding_op(&ctx.vhost.name, binding, bind)));
     }
+    if bind {
+        ctx.vhost.bind(binding)?;
+    } else {
+        ctx.vhost.unbind(&binding)?;
+    }
+    Ok(None)
 }
 
-/// Deletes a queue on behalf of a channel (delete, auto-delete, exclusive owner gone).
+/// Deletes a queue on behalf of a channel (delete, auto-delete, exclusive owner gone). On a
+/// clustered node the deletion is proposed in the background (nothing waits for it).
 pub fn delete_queue_now(ctx: &Ctx<'_>, q: &Arc<Queue>) -> u32 {
+    if ctx.broker.clustered() {
+        let count = q.message_count() as u32;
+        let (broker, op) = (
+            ctx.broker.clone(),
+            MetaOp::DeleteQueue {
+                vhost: ctx.vhost.name.clone(),
+                name: q.name.clone(),
+            },
+        );
+        tokio::spawn(async move {
+            if let Err(e) = broker.submit(op).await {
+                tracing::warn!("could not delete queue: {e}");
+            }
+        });
+        return count;
+    }
     ctx.vhost.delete_queue(q)
 }
 

@@ -6,6 +6,7 @@
 //! Submodules hold the method groups: `declare` (exchanges, queues, bindings), `publish`
 //! (content assembly, routing, confirms, transactions), `consume` (consumers, get, acks, qos).
 
+pub mod clustered;
 pub mod consume;
 pub mod declare;
 pub mod link;
@@ -36,6 +37,8 @@ pub struct Ctx<'a> {
     /// Set when this connection published into a queue in flow (see `Queue::in_flow`): the
     /// connection then pauses reading until the queue's consumers catch up.
     pub flow: &'a std::cell::RefCell<Option<Arc<Queue>>>,
+    /// A metadata change a channel proposed, for the connection to submit to the cluster.
+    pub pending_meta: &'a std::cell::RefCell<Option<clustered::PendingMeta>>,
 }
 
 impl Ctx<'_> {

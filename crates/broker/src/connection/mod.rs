@@ -71,6 +71,7 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
                     wire: wire.clone(),
                     session,
                     flow: std::cell::RefCell::new(None),
+                    pending_meta: std::cell::RefCell::new(None),
                 },
                 channels: HashMap::new(),
                 published: false,
@@ -147,6 +148,7 @@ struct Env {
     wire: Arc<Wire>,
     session: Session,
     flow: std::cell::RefCell<Option<Arc<crate::queue::Queue>>>,
+    pending_meta: std::cell::RefCell<Option<crate::channel::clustered::PendingMeta>>,
 }
 
 impl Env {
@@ -164,6 +166,7 @@ impl Env {
             wire: &self.wire,
             consumer_cancel_notify: self.session.consumer_cancel_notify,
             flow: &self.flow,
+            pending_meta: &self.pending_meta,
         }
     }
 }
@@ -221,6 +224,12 @@ impl Connection {
                             Ok(true) => {}
                             Ok(false) => return End::Closed,
                             Err(e) => return End::Error(e),
+                        }
+                        let pending = self.env.pending_meta.borrow_mut().take();
+                        if let Some(p) = pending {
+                            if let Err(e) = self.finish_meta(p).await {
+                                return End::Error(e);
+                            }
                         }
                     }
                     Ok(None) => break,
@@ -457,6 +466,28 @@ impl Connection {
                 Ok(())
             }
         }
+    }
+
+    /// Submits a channel's metadata change to the cluster and answers it (the frame loop
+    /// reads nothing meanwhile, so the channel's later methods see the change).
+    async fn finish_meta(
+        &mut self,
+        p: crate::channel::clustered::PendingMeta,
+    ) -> Result<(), AmqpError> {
+        let outcome = self.env.broker.submit(p.op).await;
+        let ctx = self.env.ctx();
+        let Some(ch) = self.channels.get_mut(&p.channel) else {
+            return Ok(());
+        };
+        if let Err(e) = ch.complete_meta(&ctx, p.then, outcome) {
+            let e = if e.class_id == 0 {
+                e.on(p.method.0, p.method.1)
+            } else {
+                e
+            };
+            close_channel_with(&ctx, ch, e)?;
+        }
+        Ok(())
     }
 
     /// Ends every channel (requeueing unacked messages) and deletes exclusive queues.

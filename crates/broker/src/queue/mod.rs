@@ -83,6 +83,9 @@ pub struct Queue {
     has_consumers: AtomicBool,
     /// Set for durable queues on a node with durable storage: persistent messages go here.
     journal: Option<Arc<Journal>>,
+    /// In a cluster, the node that holds this queue's messages when it is not this node.
+    /// Such a queue is a stand-in for routing and listing; it never holds messages here.
+    pub home: Option<String>,
     /// The queue's name in the journal (`vhost NUL name`).
     key: String,
     state: Mutex<QueueState>,
@@ -111,6 +114,8 @@ pub struct QueueAttrs {
     pub exclusive_owner: Option<u64>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// The node holding the messages, when not this one (see `Queue::home`).
+    pub home: Option<String>,
 }
 
 /// Why a consumer could not be added.
@@ -133,6 +138,7 @@ impl Queue {
             exclusive_owner,
             auto_delete,
             arguments,
+            home,
         } = attrs;
         let settings = QueueSettings::effective(&arguments, policy.as_ref().map(|p| &p.1));
         let q = Arc::new(Queue {
@@ -150,6 +156,7 @@ impl Queue {
             ready_len: AtomicU64::new(0),
             has_consumers: AtomicBool::new(false),
             journal,
+            home,
             key: format!("{}\0{name}", vhost.name),
             state: Mutex::new(QueueState {
                 ready: Ready::new(settings.max_priority),
@@ -165,10 +172,17 @@ impl Queue {
                 to_settle: Vec::new(),
             }),
         });
-        if tokio::runtime::Handle::try_current().is_ok() {
+        if q.home.is_none() && tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(timer::run(Arc::downgrade(&q), q.timer.clone()));
         }
         q
+    }
+
+    /// The node holding this queue's messages.
+    pub fn home_node(&self, b: &crate::Broker) -> String {
+        self.home
+            .clone()
+            .unwrap_or_else(|| b.config.node_name.clone())
     }
 
     fn state(&self) -> MutexGuard<'_, QueueState> {
@@ -314,6 +328,16 @@ impl Queue {
 
     /// Appends a routed message and delivers what it can.
     pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Enqueued {
+        if let Some(home) = &self.home {
+            // Not forwarded between nodes yet: refused (a confirming publisher gets a nack)
+            // rather than kept on a node that does not own the queue.
+            tracing::warn!(
+                "message for queue '{}' in vhost '{}' refused: the queue is on node {home}, and this node does not forward messages yet",
+                self.name,
+                self.vhost
+            );
+            return Enqueued::Rejected;
+        }
         let now = Instant::now();
         let (outcome, dead, timed) = {
             let mut st = self.state();

@@ -54,6 +54,15 @@ impl Node {
     }
 
     pub fn start_with(extra: &[&str]) -> Node {
+        Self::start_full(extra, None)
+    }
+
+    /// A node that shares `cookie` (cluster members must).
+    pub fn start_with_cookie(cookie: &str) -> Node {
+        Self::start_full(&[], Some(cookie))
+    }
+
+    fn start_full(extra: &[&str], cookie: Option<&str>) -> Node {
         let port = free_port();
         let mgmt_port = free_port();
         let cluster_port = free_port();
@@ -61,6 +70,17 @@ impl Node {
         let dir = std::env::temp_dir().join(format!("warren-test-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("data dir");
+        if let Some(c) = cookie {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(dir.join("cookie"))
+                .expect("cookie file");
+            std::io::Write::write_all(&mut f, c.as_bytes()).expect("write cookie");
+        }
         let mut node = Node {
             child: None,
             port,

@@ -7,7 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
-use warren_broker::vhost::{Binding, Vhost};
+use warren_broker::metadata::MetaOp;
+use warren_broker::vhost::Vhost;
 use warren_broker::Broker;
 
 use super::{all_vhosts, vhost};
@@ -56,14 +57,15 @@ pub async fn create(
     Path((vh, source, kind, destination)): Path<(String, String, String, String)>,
     body: String,
 ) -> Result<StatusCode, ApiError> {
-    let v = vhost(&b, &vh)?;
+    vhost(&b, &vh)?;
     let req = super::json_body(&body)?;
     let destination_is_queue = match kind.as_str() {
         "q" => true,
         "e" => false,
         _ => return Err(ApiError::not_found()),
     };
-    v.bind(Binding {
+    b.submit(MetaOp::Bind {
+        vhost: vh,
         source: if source == "amq.default" {
             String::new()
         } else {
@@ -76,8 +78,9 @@ pub async fn create(
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string(),
-        arguments: json::to_table(req.get("arguments").unwrap_or(&json!({}))),
+        arguments: req.get("arguments").cloned().unwrap_or(json!({})),
     })
+    .await
     .map_err(|e| ApiError::bad_request(e.text))?;
     Ok(StatusCode::CREATED)
 }

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use warren_amqp::{BasicProperties, ShortString};
 use warren_broker::exchange::Exchange;
 use warren_broker::message::Message;
-use warren_broker::vhost::{ExchangeSpec, Vhost};
+use warren_broker::metadata::MetaOp;
+use warren_broker::vhost::Vhost;
 use warren_broker::Broker;
 
 use super::{all_vhosts, vhost};
@@ -60,15 +61,20 @@ pub async fn declare(
     let v = vhost(&b, &vh)?;
     let req = super::json_body(&body)?;
     let existed = v.exchange(&name).is_some();
-    v.declare_exchange(ExchangeSpec {
-        name: &name,
-        kind: req.get("type").and_then(Value::as_str).unwrap_or("direct"),
-        passive: false,
+    b.submit(MetaOp::DeclareExchange {
+        vhost: vh,
+        kind: req
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("direct")
+            .to_string(),
+        name,
         durable: super::flag(&req, "durable", true),
         auto_delete: super::flag(&req, "auto_delete", false),
         internal: super::flag(&req, "internal", false),
-        arguments: json::to_table(req.get("arguments").unwrap_or(&json!({}))),
+        arguments: req.get("arguments").cloned().unwrap_or(json!({})),
     })
+    .await
     .map_err(|e| ApiError::bad_request(e.text))?;
     Ok(if existed {
         StatusCode::NO_CONTENT
@@ -84,8 +90,13 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let v = vhost(&b, &vh)?;
     v.exchange(&name).ok_or_else(ApiError::not_found)?;
-    v.delete_exchange(&name, false)
-        .map_err(|e| ApiError::bad_request(e.text))?;
+    b.submit(MetaOp::DeleteExchange {
+        vhost: vh,
+        name,
+        if_unused: false,
+    })
+    .await
+    .map_err(|e| ApiError::bad_request(e.text))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
+use warren_broker::metadata::MetaOp;
 use warren_broker::policy::Policy;
 use warren_broker::Broker;
 
@@ -62,7 +63,6 @@ pub async fn put(
     Path((vh, name)): Path<(String, String)>,
     body: String,
 ) -> Result<StatusCode, ApiError> {
-    let v = vhost(&b, &vh)?;
     let req = super::json_body(&body)?;
     let pattern = req
         .get("pattern")
@@ -74,9 +74,21 @@ pub async fn put(
         .ok_or_else(|| ApiError::bad_request("[{definition,not_found}]"))?;
     let apply_to = req.get("apply-to").and_then(Value::as_str).unwrap_or("all");
     let priority = req.get("priority").and_then(Value::as_i64).unwrap_or(0);
-    let policy = Policy::new(&vh, &name, pattern, apply_to, priority, definition)
+    vhost(&b, &vh)?;
+    Policy::new(&vh, &name, pattern, apply_to, priority, definition.clone())
         .map_err(|m| ApiError::bad_request(format!("Validation failed\n\n{m}\n")))?;
-    Ok(if v.set_policy(policy) {
+    let reply = b
+        .submit(MetaOp::SetPolicy {
+            vhost: vh.clone(),
+            name: name.clone(),
+            pattern: pattern.to_string(),
+            apply_to: apply_to.to_string(),
+            priority,
+            definition,
+        })
+        .await
+        .map_err(|e| ApiError::bad_request(e.text))?;
+    Ok(if reply.created {
         StatusCode::CREATED
     } else {
         StatusCode::NO_CONTENT
@@ -88,7 +100,12 @@ pub async fn delete(
     _u: User,
     Path((vh, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    if vhost(&b, &vh)?.clear_policy(&name) {
+    vhost(&b, &vh)?;
+    let reply = b
+        .submit(MetaOp::ClearPolicy { vhost: vh, name })
+        .await
+        .map_err(|e| ApiError::bad_request(e.text))?;
+    if reply.created {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found())

@@ -7,8 +7,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
+use warren_broker::metadata::MetaOp;
 use warren_broker::queue::Queue;
-use warren_broker::vhost::{QueueSpec, Vhost};
+use warren_broker::vhost::Vhost;
 use warren_broker::Broker;
 
 use super::{all_vhosts, vhost};
@@ -31,7 +32,7 @@ fn to_json(b: &Broker, v: &Vhost, q: &Queue) -> Value {
         "auto_delete": q.auto_delete,
         "exclusive": q.exclusive_owner.is_some(),
         "arguments": json::table(&q.arguments),
-        "node": b.config.node_name,
+        "node": q.home_node(b),
         "policy": policy,
         "effective_policy_definition": effective,
         "state": "running",
@@ -83,19 +84,20 @@ pub async fn declare(
     let v = vhost(&b, &vh)?;
     let req = super::json_body(&body)?;
     let existed = v.queue(&name).is_some();
-    v.declare_queue(QueueSpec {
-        name: &name,
-        passive: false,
+    b.submit(MetaOp::DeclareQueue {
+        vhost: vh,
+        name,
         durable: req.get("durable").and_then(Value::as_bool).unwrap_or(true),
-        exclusive_owner: None,
         auto_delete: req
             .get("auto_delete")
             .and_then(Value::as_bool)
             .unwrap_or(false),
-        arguments: json::to_table(req.get("arguments").unwrap_or(&json!({}))),
-        connection_id: 0,
+        exclusive_owner: None,
+        arguments: req.get("arguments").cloned().unwrap_or(json!({})),
+        home: b.config.node_name.clone(),
         server_named: false,
     })
+    .await
     .map_err(|e| ApiError::bad_request(e.text))?;
     Ok(if existed {
         StatusCode::NO_CONTENT
@@ -122,7 +124,9 @@ pub async fn delete(
             "queue '{name}' in vhost '{vh}' in use"
         )));
     }
-    v.delete_queue(&queue);
+    b.submit(MetaOp::DeleteQueue { vhost: vh, name })
+        .await
+        .map_err(|e| ApiError::bad_request(e.text))?;
     Ok(StatusCode::NO_CONTENT)
 }
 

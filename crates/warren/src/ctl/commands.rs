@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use warren_broker::auth::Permission;
+use warren_broker::metadata::{MetaOp, MetaReply};
 use warren_broker::policy::Policy;
 use warren_broker::Broker;
 
@@ -18,17 +19,17 @@ pub const EX_SOFTWARE: i64 = 70;
 
 pub struct Failure(pub i64, pub String);
 
-type Outcome = Result<(String, Value), Failure>;
+pub type Outcome = Result<(String, Value), Failure>;
 
 fn table(columns: &[&str], rows: Vec<Vec<Value>>) -> Value {
     json!({"table": {"columns": columns, "rows": rows}})
 }
 
-fn text(s: impl Into<String>) -> Value {
+pub fn text(s: impl Into<String>) -> Value {
     json!({"text": s.into()})
 }
 
-fn arg<'a>(args: &'a [String], i: usize, usage: &str) -> Result<&'a str, Failure> {
+pub fn arg<'a>(args: &'a [String], i: usize, usage: &str) -> Result<&'a str, Failure> {
     args.get(i).map(String::as_str).ok_or_else(|| {
         Failure(
             EX_USAGE,
@@ -162,22 +163,7 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
             };
             Ok((format!("{verb} node {node} ..."), text("")))
         }
-        "cluster_status" => {
-            let running = app.broker().is_some();
-            let json_out = json!({
-                "cluster_name": node, "disk_nodes": [node], "ram_nodes": [],
-                "running_nodes": if running { json!([node]) } else { json!([]) },
-                "alarms": [], "partitions": {},
-            });
-            let t = format!(
-                "Basics\n\nCluster name: {node}\n\nDisk Nodes\n\n{node}\n\nRunning Nodes\n\n{}\n\nNetwork Partitions\n\n(none)",
-                if running { node.clone() } else { String::new() }
-            );
-            Ok((
-                format!("Cluster status of node {node} ..."),
-                json!({"text": t, "json": json_out}),
-            ))
-        }
+        "cluster_status" => super::cluster::execute(app, command, args, opts).await,
         "list_queues" => {
             let b = running(app)?;
             let vh = vhost_of(opts);
@@ -204,7 +190,7 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
                         "exclusive" => json!(q.exclusive_owner.is_some()),
                         "arguments" => warren_broker::json::table(&q.arguments),
                         "policy" => json!(q.policy().unwrap_or_default()),
-                        "pid" | "node" | "leader" => json!(node),
+                        "pid" | "node" | "leader" => json!(q.home_node(&b)),
                         "state" => json!("running"),
                         "type" => json!("classic"),
                         "slave_pids"
@@ -332,20 +318,33 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
                     format!("Error:\nUser \"{u}\" already exists"),
                 ));
             }
-            b.auth.add_user(u, p, &[]);
-            b.persist_definitions();
+            submit(
+                &b,
+                MetaOp::PutUser {
+                    name: u.to_string(),
+                    password_hash: warren_broker::auth::hash_password(p),
+                    tags: Vec::new(),
+                },
+            )
+            .await?;
             Ok((format!("Adding user \"{u}\" ..."), text("Done. Don't forget to grant the user permissions to some virtual hosts! See 'warren ctl help set_permissions' to learn more.")))
         }
         "delete_user" => {
             let b = running(app)?;
             let u = arg(args, 0, "delete_user <username>")?;
-            if !b.auth.delete_user(u) {
+            if b.auth.user(u).is_none() {
                 return Err(Failure(
                     EX_DATAERR,
                     format!("Error:\nUser \"{u}\" does not exist"),
                 ));
             }
-            b.persist_definitions();
+            submit(
+                &b,
+                MetaOp::DeleteUser {
+                    name: u.to_string(),
+                },
+            )
+            .await?;
             Ok((format!("Deleting user \"{u}\" ..."), text("")))
         }
         "change_password" => {
@@ -358,8 +357,7 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
                 Failure(EX_DATAERR, format!("Error:\nUser \"{u}\" does not exist"))
             })?;
             user.password_hash = warren_broker::auth::hash_password(p);
-            b.auth.put_user(user);
-            b.persist_definitions();
+            submit(&b, put_user(user)).await?;
             Ok((format!("Changing password for user \"{u}\" ..."), text("")))
         }
         "set_user_tags" => {
@@ -369,8 +367,7 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
                 Failure(EX_DATAERR, format!("Error:\nUser \"{u}\" does not exist"))
             })?;
             user.tags = args[1..].to_vec();
-            b.auth.put_user(user);
-            b.persist_definitions();
+            submit(&b, put_user(user)).await?;
             Ok((
                 format!(
                     "Setting tags for user \"{u}\" to [{}] ...",
@@ -402,19 +399,31 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
         "add_vhost" => {
             let b = running(app)?;
             let vh = arg(args, 0, "add_vhost <vhost>")?;
-            b.add_vhost(vh);
-            b.persist_definitions();
+            submit(
+                &b,
+                MetaOp::AddVhost {
+                    name: vh.to_string(),
+                },
+            )
+            .await?;
             Ok((format!("Adding vhost \"{vh}\" ..."), text("")))
         }
         "delete_vhost" => {
             let b = running(app)?;
             let vh = arg(args, 0, "delete_vhost <vhost>")?;
-            if !b.delete_vhost(vh) {
+            if b.vhost(vh).is_none() {
                 return Err(Failure(
                     EX_DATAERR,
                     format!("Error:\nVirtual host '{vh}' does not exist"),
                 ));
             }
+            submit(
+                &b,
+                MetaOp::DeleteVhost {
+                    name: vh.to_string(),
+                },
+            )
+            .await?;
             Ok((format!("Deleting vhost \"{vh}\" ..."), text("")))
         }
         "set_permissions" => {
@@ -429,19 +438,25 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
                     format!("Error:\nUser \"{u}\" does not exist"),
                 ));
             }
-            let perm = Permission::new(
+            let (configure, write, read) = (
                 arg(args, 1, usage)?,
                 arg(args, 2, usage)?,
                 arg(args, 3, usage)?,
-            )
-            .map_err(|e| {
+            );
+            Permission::new(configure, write, read).map_err(|e| {
                 Failure(
                     EX_DATAERR,
                     format!("Error: invalid regular expression: {e}"),
                 )
             })?;
-            b.auth.set_permissions(u, &vh, perm);
-            b.persist_definitions();
+            let op = MetaOp::SetPermissions {
+                user: u.to_string(),
+                vhost: vh.clone(),
+                configure: configure.to_string(),
+                write: write.to_string(),
+                read: read.to_string(),
+            };
+            submit(&b, op).await?;
             Ok((
                 format!("Setting permissions for user \"{u}\" in vhost \"{vh}\" ..."),
                 text(""),
@@ -451,8 +466,11 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
             let b = running(app)?;
             let vh = vhost_of(opts);
             let u = arg(args, 0, "clear_permissions [-p <vhost>] <username>")?;
-            b.auth.clear_permissions(u, &vh);
-            b.persist_definitions();
+            let op = MetaOp::ClearPermissions {
+                user: u.to_string(),
+                vhost: vh.clone(),
+            };
+            submit(&b, op).await?;
             Ok((
                 format!("Clearing permissions for user \"{u}\" in vhost \"{vh}\" ..."),
                 text(""),
@@ -484,7 +502,7 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
             let b = running(app)?;
             let usage = "set_policy [-p <vhost>] [--priority <priority>] [--apply-to <apply-to>] <name> <pattern> <definition>";
             let vh = vhost_of(opts);
-            let v = need_vhost(&b, &vh)?;
+            need_vhost(&b, &vh)?;
             let (name, pattern, def) = (
                 arg(args, 0, usage)?,
                 arg(args, 1, usage)?,
@@ -508,21 +526,35 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
                 )
             })?;
             let banner = format!("Setting policy \"{name}\" for pattern \"{pattern}\" to \"{def}\" with priority \"{priority}\" for vhost \"{vh}\" ...");
-            let p =
-                Policy::new(&vh, name, pattern, apply_to, priority, definition).map_err(|m| {
+            Policy::new(&vh, name, pattern, apply_to, priority, definition.clone()).map_err(
+                |m| {
                     Failure(
                         EX_DATAERR,
                         format!("{banner}\nError:\nValidation failed\n\n{m}\n"),
                     )
-                })?;
-            v.set_policy(p);
+                },
+            )?;
+            let op = MetaOp::SetPolicy {
+                vhost: vh.clone(),
+                name: name.to_string(),
+                pattern: pattern.to_string(),
+                apply_to: apply_to.to_string(),
+                priority,
+                definition,
+            };
+            submit(&b, op).await?;
             Ok((banner, text("")))
         }
         "clear_policy" => {
             let b = running(app)?;
             let vh = vhost_of(opts);
             let name = arg(args, 0, "clear_policy [-p <vhost>] <name>")?;
-            if !need_vhost(&b, &vh)?.clear_policy(name) {
+            need_vhost(&b, &vh)?;
+            let op = MetaOp::ClearPolicy {
+                vhost: vh.clone(),
+                name: name.to_string(),
+            };
+            if !submit(&b, op).await?.created {
                 return Err(Failure(
                     EX_DATAERR,
                     "Error:\nParameter does not exist".to_string(),
@@ -579,7 +611,17 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
                 queue.purge();
                 Ok((format!("Purging queue '{q}' in vhost '{vh}' ..."), text("")))
             } else {
-                let n = need_vhost(&b, &vh)?.delete_queue(&queue);
+                let n = queue.message_count().max(
+                    submit(
+                        &b,
+                        MetaOp::DeleteQueue {
+                            vhost: vh.clone(),
+                            name: q.to_string(),
+                        },
+                    )
+                    .await?
+                    .message_count as usize,
+                );
                 Ok((
                     format!("Deleting queue '{q}' on vhost '{vh}' ..."),
                     text(format!(
@@ -602,20 +644,24 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
         "import_definitions" => {
             let b = running(app)?;
             let doc = opts.get("definitions").cloned().unwrap_or(Value::Null);
-            let warnings = warren_broker::definitions::import(&b, &doc)
-                .map_err(|e| Failure(EX_DATAERR, format!("Error: {e}")))?;
-            b.persist_definitions();
+            if !doc.is_object() {
+                return Err(Failure(
+                    EX_DATAERR,
+                    "Error: definitions must be a JSON object".into(),
+                ));
+            }
+            let warnings = submit(&b, MetaOp::Import { definitions: doc })
+                .await?
+                .warnings;
             Ok((
                 "Importing definitions in JSON ...".into(),
                 text(warnings.join("\n")),
             ))
         }
-        "list_channels"
-        | "list_consumers"
-        | "close_connection"
-        | "join_cluster"
-        | "forget_cluster_node"
-        | "sync_queue"
+        "join_cluster" | "forget_cluster_node" | "set_cluster_name" => {
+            super::cluster::execute(app, command, args, opts).await
+        }
+        "list_channels" | "list_consumers" | "close_connection" | "sync_queue"
         | "cancel_sync_queue" => Err(Failure(
             EX_SOFTWARE,
             format!("Error: '{command}' is not implemented by Warren yet"),
@@ -626,6 +672,21 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
                 "Error: unknown command '{other}'. Run 'warren ctl help' for the list of commands."
             ),
         )),
+    }
+}
+
+/// Applies a metadata change (through the cluster when clustered).
+async fn submit(b: &Arc<Broker>, op: MetaOp) -> Result<MetaReply, Failure> {
+    b.submit(op)
+        .await
+        .map_err(|e| Failure(EX_SOFTWARE, format!("Error:\n{}", e.text)))
+}
+
+fn put_user(u: warren_broker::auth::User) -> MetaOp {
+    MetaOp::PutUser {
+        name: u.name,
+        password_hash: u.password_hash,
+        tags: u.tags,
     }
 }
 

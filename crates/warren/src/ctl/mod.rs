@@ -5,6 +5,7 @@
 //! knows the cookie by challenge–response on the node's cluster port, sends one command and
 //! prints the answer as rabbitmqctl would (tab-separated tables, or `--formatter json`).
 
+pub mod cluster;
 pub mod commands;
 pub mod server;
 
@@ -78,6 +79,9 @@ fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             "--apply-to" => {
                 let v = value(&a)?;
                 p.opts.insert("apply_to".into(), json!(v));
+            }
+            "--offline" | "--disc" | "--ram" => {
+                p.opts.insert(a.trim_start_matches('-').into(), json!(true));
             }
             "-h" | "--help" | "help" if p.command.is_empty() => return Err("help".into()),
             _ if p.command.is_empty() => p.command = a,

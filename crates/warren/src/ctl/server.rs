@@ -22,6 +22,13 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, cookie: String) {
                 return;
             };
             while let Ok(Some(req)) = ch.recv().await {
+                if req.get("raft").is_some() || req.get("cluster").is_some() {
+                    let reply = peer_request(&app, &req).await;
+                    if ch.send(&reply).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 let command = req
                     .get("command")
                     .and_then(Value::as_str)
@@ -48,4 +55,26 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, cookie: String) {
             }
         });
     }
+}
+
+/// A request from another node: Raft traffic and cluster membership for the metadata group.
+async fn peer_request(app: &Arc<App>, req: &Value) -> Value {
+    if req["cluster"].as_str() == Some("ping") {
+        return json!({"ok": true, "node": app.node, "running": app.broker().is_some()});
+    }
+    let group = match (app.group(), app.broker()) {
+        (Some(g), _) => g,
+        // The first node to be joined becomes a cluster of one on the spot.
+        (None, Some(broker)) if req["cluster"].as_str() == Some("join") => {
+            match app.start_group(&broker, false).await {
+                Ok(g) => g,
+                Err(e) => return json!({"error": e}),
+            }
+        }
+        // A stale view of who leads may still point here: the asker tries again.
+        (None, _) => {
+            return json!({"retry": req.get("cluster").is_some(), "error": format!("node {} is not running as a cluster member", app.node)})
+        }
+    };
+    group.handle(req).await
 }

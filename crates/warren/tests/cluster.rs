@@ -1,0 +1,305 @@
+//! Clustering through real processes on loopback: `join_cluster`, `cluster_status`,
+//! metadata replicated through the Raft group, `kill -9` and restarts, the last node
+//! standing, `forget_cluster_node`, and the errors of a bad join.
+
+#[path = "../../broker/tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Node;
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::BasicProperties;
+
+const COOKIE: &str = "CLUSTERTESTCOOKIE";
+
+fn ok(n: &Node, args: &[&str]) -> String {
+    let (code, out, err) = n.ctl(args);
+    assert_eq!(code, 0, "ctl {args:?} on {}: {out}{err}", n.name());
+    out
+}
+
+/// Polls `ctl args` on `n` until its output satisfies `pred`.
+fn eventually(n: &Node, args: &[&str], what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, out, err) = n.ctl(args);
+        if code == 0 && pred(&out) {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: ctl {args:?} on {} never satisfied: {out}{err}\n--- log:\n{}",
+            n.name(),
+            n.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn join(n: &Node, seed: &Node) {
+    ok(n, &["stop_app"]);
+    let seed_addr = format!("{}:{}", seed.name(), seed.cluster_port);
+    let out = ok(n, &["join_cluster", &seed_addr]);
+    assert!(
+        out.contains(&format!("Clustering node {}", n.name())),
+        "{out}"
+    );
+    ok(n, &["start_app"]);
+}
+
+fn status(n: &Node) -> serde_json::Value {
+    let out = ok(n, &["cluster_status", "--formatter", "json"]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn running_nodes(n: &Node) -> usize {
+    status(n)["running_nodes"].as_array().map_or(0, Vec::len)
+}
+
+fn three_node_cluster() -> (Node, Node, Node) {
+    let a = Node::start_with_cookie(COOKIE);
+    let b = Node::start_with_cookie(COOKIE);
+    let c = Node::start_with_cookie(COOKIE);
+    join(&b, &a);
+    join(&c, &b);
+    eventually(
+        &a,
+        &["cluster_status", "--formatter", "json"],
+        "three running nodes",
+        |o| {
+            o.contains(&c.name())
+                && serde_json::from_str::<serde_json::Value>(o).is_ok_and(|v| {
+                    v["running_nodes"].as_array().map_or(0, Vec::len) == 3
+                        && v["voters"].as_array().map_or(0, Vec::len) == 3
+                })
+        },
+    );
+    (a, b, c)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
+    let (mut a, b, c) = three_node_cluster();
+    let st = status(&c);
+    let disk: Vec<&str> = st["disk_nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for n in [&a, &b, &c] {
+        assert!(disk.contains(&n.name().as_str()), "{st}");
+    }
+    assert_eq!(st["partitions"], serde_json::json!({}));
+    let text = ok(&c, &["cluster_status"]);
+    assert!(
+        text.contains("Disk Nodes") && text.contains("Running Nodes"),
+        "{text}"
+    );
+
+    // A policy set on one node is seen by every node.
+    ok(
+        &b,
+        &[
+            "set_policy",
+            "ha-two",
+            "^mirror",
+            r#"{"ha-mode":"exactly","ha-params":2}"#,
+        ],
+    );
+    eventually(&c, &["list_policies"], "policy replicated", |o| {
+        o.contains("ha-two")
+    });
+    eventually(&a, &["list_policies"], "policy replicated", |o| {
+        o.contains("ha-two")
+    });
+
+    // A queue declared through a client on a is listed everywhere with a as its node.
+    let conn = a.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("mirror_hello".into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirm = ch
+        .basic_publish(
+            "".into(),
+            "mirror_hello".into(),
+            BasicPublishOptions::default(),
+            b"one",
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack());
+    eventually(
+        &c,
+        &["list_queues", "name", "pid"],
+        "queue listed with its node",
+        |o| {
+            o.lines()
+                .any(|l| l.starts_with("mirror_hello") && l.contains(&a.name()))
+        },
+    );
+    // On another node the queue is known (redeclaring is fine, an inequivalent one is not).
+    let conn_c = c.connect().await;
+    let ch_c = conn_c.create_channel().await.unwrap();
+    ch_c.queue_declare("mirror_hello".into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    let e = ch_c
+        .queue_declare(
+            "mirror_hello".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(common::reply_code(&e), Some(406), "{e}");
+    // Serving another node's queue is not done yet: a clear 404, never a silent loss.
+    let ch_c = conn_c.create_channel().await.unwrap();
+    let e = ch_c
+        .basic_get("mirror_hello".into(), BasicGetOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(common::reply_code(&e), Some(404), "{e}");
+    assert!(common::reply_text(&e).contains(&a.name()), "{e}");
+    let ch_c = conn_c.create_channel().await.unwrap();
+    ch_c.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirm = ch_c
+        .basic_publish(
+            "".into(),
+            "mirror_hello".into(),
+            BasicPublishOptions::default(),
+            b"two",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(
+        confirm.is_nack(),
+        "a message for another node's queue is refused, not lost"
+    );
+    drop(conn);
+
+    // kill -9 of one node of three: the other two accept metadata changes.
+    a.kill9();
+    ok(&b, &["add_vhost", "after-kill"]);
+    eventually(&c, &["list_vhosts"], "vhost replicated", |o| {
+        o.contains("after-kill")
+    });
+    let st = status(&c);
+    assert_eq!(st["running_nodes"].as_array().unwrap().len(), 2, "{st}");
+    assert_eq!(st["disk_nodes"].as_array().unwrap().len(), 3, "{st}");
+    // The crashed node comes back and catches up; its queue kept its message.
+    a.spawn();
+    eventually(&a, &["list_vhosts"], "restarted node caught up", |o| {
+        o.contains("after-kill")
+    });
+    eventually(
+        &a,
+        &["list_queues", "name", "messages"],
+        "queue kept its message",
+        |o| {
+            o.lines()
+                .any(|l| l.starts_with("mirror_hello") && l.ends_with("\t1"))
+        },
+    );
+
+    // Graceful stops leave the voter set: the last node standing keeps serving.
+    ok(&a, &["stop_app"]);
+    ok(&b, &["stop_app"]);
+    ok(&c, &["add_vhost", "last-one"]);
+    let st = status(&c);
+    assert_eq!(st["voters"], serde_json::json!([c.name()]), "{st}");
+    ok(&a, &["start_app"]);
+    ok(&b, &["start_app"]);
+    eventually(&a, &["list_vhosts"], "stopped nodes catch up", |o| {
+        o.contains("last-one")
+    });
+    eventually(
+        &b,
+        &["cluster_status", "--formatter", "json"],
+        "voters again",
+        |o| {
+            serde_json::from_str::<serde_json::Value>(o)
+                .is_ok_and(|v| v["voters"].as_array().map_or(0, Vec::len) == 3)
+        },
+    );
+
+    // forget_cluster_node: refused while the target runs, done once it is stopped.
+    let (code, out, err) = b.ctl(&["forget_cluster_node", &c.name()]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("is running"), "{err}");
+    ok(&c, &["stop_app"]);
+    ok(&b, &["forget_cluster_node", &c.name()]);
+    eventually(
+        &a,
+        &["cluster_status", "--formatter", "json"],
+        "c forgotten",
+        |o| !o.contains(&c.name()),
+    );
+    assert_eq!(running_nodes(&a), 2);
+}
+
+#[test]
+fn bad_joins_are_refused_with_a_reason() {
+    let a = Node::start_with_cookie(COOKIE);
+    let b = Node::start_with_cookie(COOKIE);
+    let stranger = Node::start_with_cookie("ANOTHERCOOKIE");
+    let seed = format!("{}:{}", a.name(), a.cluster_port);
+    // The app must be stopped.
+    let (code, _, err) = b.ctl(&["join_cluster", &seed]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("requires the 'warren' app to be stopped"),
+        "{err}"
+    );
+    ok(&b, &["stop_app"]);
+    let (code, _, err) = b.ctl(&["join_cluster", "--ram", &seed]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("RAM nodes are not supported"), "{err}");
+    let (code, _, err) = b.ctl(&["join_cluster", &format!("{}:{}", b.name(), b.cluster_port)]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("cannot cluster node with itself"), "{err}");
+    let unreachable = format!("nobody@localhost:{}", common::free_port());
+    let (code, _, err) = b.ctl(&["join_cluster", &unreachable]);
+    assert_eq!(code, 69, "{err}");
+    assert!(err.contains("cannot reach"), "{err}");
+    // A seed with another cookie refuses us.
+    let (code, _, err) = b.ctl(&[
+        "join_cluster",
+        &format!("{}:{}", stranger.name(), stranger.cluster_port),
+    ]);
+    assert_eq!(code, 69, "{err}");
+    assert!(err.contains("cookie"), "{err}");
+    // Nothing changed: b starts again as a node of its own.
+    ok(&b, &["start_app"]);
+    assert_eq!(status(&b)["disk_nodes"], serde_json::json!([b.name()]));
+    // A node holding queues must be reset before it joins.
+    ok(&b, &["stop_app"]);
+    std::fs::write(
+        b.dir.join("data/definitions.json"),
+        r#"{"queues":[{"name":"q","vhost":"/"}]}"#,
+    )
+    .unwrap();
+    let (code, _, err) = b.ctl(&["join_cluster", &seed]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("run 'warren ctl reset' first"), "{err}");
+}
