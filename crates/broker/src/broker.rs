@@ -65,6 +65,8 @@ pub struct Broker {
     next_connection_id: AtomicU64,
     connections: Mutex<HashMap<u64, ConnectionInfo>>,
     shutdown: watch::Sender<bool>,
+    /// Why this node does not serve clients now (no majority of the cluster reachable).
+    paused: watch::Sender<Option<String>>,
     /// Direct reply-to consumers by token.
     reply_targets: Mutex<HashMap<String, ReplyTarget>>,
     store: Option<Store>,
@@ -205,6 +207,7 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
             connections: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
+            paused: watch::channel(None).0,
             reply_targets: Mutex::new(HashMap::new()),
             stats: Stats::default(),
             store,
@@ -407,6 +410,20 @@ impl Broker {
     /// Tells every connection to close with 320 CONNECTION_FORCED.
     pub fn begin_shutdown(&self) {
         let _ = self.shutdown.send(true);
+    }
+
+    /// Stops serving clients for `reason` (connections closed with 320, new ones refused),
+    /// or resumes with `None`.
+    pub fn set_paused(&self, reason: Option<String>) {
+        self.paused.send_if_modified(|p| {
+            let changed = *p != reason;
+            *p = reason;
+            changed
+        });
+    }
+
+    pub fn paused(&self) -> watch::Receiver<Option<String>> {
+        self.paused.subscribe()
     }
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {

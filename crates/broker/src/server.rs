@@ -33,6 +33,12 @@ pub async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
+                    if broker.paused().borrow().is_some() {
+                        // Cut off from the cluster's majority: refuse rather than serve
+                        // a side of a partition.
+                        drop(stream);
+                        continue;
+                    }
                     tokio::spawn(connection::serve(broker.clone(), stream, peer));
                 }
                 Err(e) => {

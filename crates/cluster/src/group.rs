@@ -302,6 +302,24 @@ impl Group {
         }
     }
 
+    /// Whether this node is in touch with a majority of the voters: it follows a leader,
+    /// or it leads and a quorum acknowledged it recently. A lone voter always is.
+    pub fn has_majority(&self, within: Duration) -> bool {
+        use openraft::Instant;
+        let m = self.metrics();
+        if m.membership_config.voter_ids().count() <= 1 {
+            return true;
+        }
+        match m.current_leader {
+            Some(l) if l == self.id => m
+                .last_quorum_acked
+                .as_ref()
+                .is_some_and(|t| t.elapsed() < within),
+            Some(_) => m.state == ServerState::Follower || m.state == ServerState::Learner,
+            None => false,
+        }
+    }
+
     /// The latest Raft metrics (membership, leader, state).
     pub fn metrics(&self) -> openraft::RaftMetrics<crate::raft::TypeConfig> {
         use openraft::async_runtime::WatchReceiver;

@@ -115,6 +115,7 @@ impl App {
         .await
         .map_err(|e| format!("cannot start the cluster metadata group: {e}"))?;
         *self.group.lock().unwrap_or_else(|e| e.into_inner()) = Some(g.clone());
+        tokio::spawn(watch_majority(Arc::downgrade(&g), Arc::downgrade(broker)));
         let (me, cookie) = (self.peer(), self.cookie.clone());
         let group = g.clone();
         let broker = broker.clone();
@@ -338,6 +339,37 @@ impl App {
         match done {
             Some(via) => tracing::info!("the cluster forgot this node (via {via})"),
             None => tracing::warn!("no cluster member reachable to forget this node"),
+        }
+    }
+}
+
+/// How long a node may be out of touch with a majority before it stops serving.
+const MAJORITY_GRACE: Duration = Duration::from_secs(3);
+
+/// Pauses the broker while this node cannot reach a majority of the cluster's voters (it
+/// may be on the small side of a partition, or the last survivor of crashes it cannot tell
+/// from one), and resumes it when it can. Ends with the group or the broker.
+async fn watch_majority(group: std::sync::Weak<Group>, broker: std::sync::Weak<Broker>) {
+    let mut out_of_touch_since: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (Some(g), Some(b)) = (group.upgrade(), broker.upgrade()) else {
+            return;
+        };
+        if g.has_majority(MAJORITY_GRACE) {
+            if out_of_touch_since.take().is_some() && b.paused().borrow().is_some() {
+                tracing::info!("a majority of the cluster is reachable again: serving clients");
+                b.set_paused(None);
+            }
+            continue;
+        }
+        let since = *out_of_touch_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= MAJORITY_GRACE && b.paused().borrow().is_none() {
+            tracing::warn!(
+                "node {} cannot reach a majority of the cluster's nodes: it stops serving clients until it can (no split brain); if the other nodes are gone for good, stop this app and run 'warren ctl forget_cluster_node --offline'",
+                g.me.name
+            );
+            b.set_paused(Some("no majority of the cluster reachable".into()));
         }
     }
 }

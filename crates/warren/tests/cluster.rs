@@ -303,3 +303,40 @@ fn bad_joins_are_refused_with_a_reason() {
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("run 'warren ctl reset' first"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_survivor_without_majority_stops_serving_until_told_the_others_are_gone() {
+    let (a, mut b, mut c) = three_node_cluster();
+    let conn = a.connect().await;
+    b.kill9();
+    c.kill9();
+    // The survivor cannot tell crashes from a partition: it closes its clients (320) ...
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while conn.status().connected() {
+        assert!(
+            Instant::now() < deadline,
+            "connection not closed:\n{}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ... refuses new ones, and says why.
+    assert!(
+        lapin::Connection::connect(&a.uri(), lapin::ConnectionProperties::default())
+            .await
+            .is_err()
+    );
+    let text = ok(&a, &["cluster_status"]);
+    assert!(text.contains("cannot reach a majority"), "{text}");
+    assert!(a.log().contains("stops serving clients"), "{}", a.log());
+    let (code, _, err) = a.ctl(&["add_vhost", "split-brain"]);
+    assert_ne!(code, 0, "no metadata change without a majority: {err}");
+    // The operator knows the others are gone: the survivor serves alone.
+    ok(&a, &["stop_app"]);
+    ok(&a, &["forget_cluster_node", "--offline", &b.name()]);
+    ok(&a, &["start_app"]);
+    ok(&a, &["add_vhost", "alone"]);
+    assert_eq!(status(&a)["disk_nodes"], serde_json::json!([a.name()]));
+    let conn = a.connect().await;
+    assert!(conn.status().connected());
+}

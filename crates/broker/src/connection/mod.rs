@@ -211,6 +211,7 @@ impl Connection {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_read = Instant::now();
         let mut shutdown = self.env.broker.shutdown_signal();
+        let mut paused = self.env.broker.paused();
         let mut journal = self.env.broker.journal().map(|j| j.synced());
         let mut alarms = self.env.broker.alarms();
         let mut blocked = false;
@@ -283,6 +284,15 @@ impl Connection {
                     self.env.wire.send(|out| out.heartbeat());
                 }
                 _ = journal_advanced(&mut journal), if waiting => {}
+                r = paused.changed() => {
+                    let reason = paused.borrow().clone();
+                    if let (Ok(()), Some(reason)) = (r, reason) {
+                        return End::Error(AmqpError::new(
+                            CONNECTION_FORCED,
+                            format!("broker forced connection closure with reason '{reason}'"),
+                        ));
+                    }
+                }
                 r = shutdown.changed() => {
                     if r.is_err() || *shutdown.borrow() {
                         return End::Error(AmqpError::new(

@@ -112,7 +112,9 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
                 _ => node.clone(),
             };
             let leader = group.as_ref().and_then(|g| g.leader());
-            let majority = group.is_none() || leader.is_some();
+            let majority = group
+                .as_ref()
+                .is_none_or(|g| g.has_majority(Duration::from_secs(3)));
             let partitions = if majority {
                 json!({})
             } else {
