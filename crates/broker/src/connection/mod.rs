@@ -7,6 +7,7 @@
 //! and the connection's exclusive queues are deleted.
 
 pub mod handshake;
+pub mod live;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -42,6 +43,7 @@ const YIELD_EVERY_FRAMES: usize = 1024;
 /// Serves one accepted socket until it closes.
 pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
     let (mut rd, wr) = stream.into_split();
     let wire = Wire::new(broker.config.frame_max);
     let writer = tokio::spawn(wire.clone().run_writer(wr));
@@ -55,11 +57,19 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     match hs {
         Ok(session) => {
             let id = broker.next_connection_id();
+            let live = Arc::new(live::LiveConnection::default());
             broker.register_connection(ConnectionInfo {
                 id,
                 peer,
                 user: session.user.clone(),
                 vhost: session.vhost.name.clone(),
+                local,
+                connected_at: std::time::SystemTime::now(),
+                client_properties: session.client_properties.clone(),
+                frame_max: session.frame_max,
+                channel_max: session.channel_max,
+                heartbeat: session.heartbeat,
+                live: live.clone(),
             });
             tracing::info!(%peer, user = %session.user, vhost = %session.vhost.name, "connection {id} opened");
             wire.set_frame_max(session.frame_max);
@@ -71,6 +81,7 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
                     wire: wire.clone(),
                     session,
                     flow: std::cell::RefCell::new(None),
+                    live,
                 },
                 channels: HashMap::new(),
                 published: false,
@@ -147,6 +158,7 @@ struct Env {
     wire: Arc<Wire>,
     session: Session,
     flow: std::cell::RefCell<Option<Arc<crate::queue::Queue>>>,
+    live: Arc<live::LiveConnection>,
 }
 
 impl Env {
@@ -208,6 +220,7 @@ impl Connection {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_read = Instant::now();
         let mut shutdown = self.env.broker.shutdown_signal();
+        let mut forced = self.env.live.close_requests();
         let mut journal = self.env.broker.journal().map(|j| j.synced());
         let mut alarms = self.env.broker.alarms();
         let mut blocked = false;
@@ -274,6 +287,12 @@ impl Connection {
                     self.env.wire.send(|out| out.heartbeat());
                 }
                 _ = journal_advanced(&mut journal), if waiting => {}
+                // The sender lives in `self.env.live`, so this never fails while we run.
+                _ = forced.changed() => {
+                    if let Some(reason) = forced.borrow().clone() {
+                        return End::Error(AmqpError::new(CONNECTION_FORCED, reason));
+                    }
+                }
                 r = shutdown.changed() => {
                     if r.is_err() || *shutdown.borrow() {
                         return End::Error(AmqpError::new(
@@ -419,8 +438,9 @@ impl Connection {
                     return Err(AmqpError::new(CHANNEL_ERROR, "second 'channel.open' seen")
                         .on(ids.0, ids.1));
                 }
-                self.channels
-                    .insert(id, Channel::new(id, self.env.wire.clone()));
+                let ch = Channel::new(id, self.env.wire.clone());
+                self.env.live.add_channel(&ch.link);
+                self.channels.insert(id, ch);
                 let ok = AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {}));
                 self.env.wire.send(|out| out.method(id, &ok));
                 Ok(())
