@@ -22,19 +22,8 @@ if [ ! -x "$warren" ]; then
 fi
 (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-mgmt_port=$(free_port)
-data=$(mktemp -d)
-"$warren" server --port "$port" --mgmt-port "$mgmt_port" --cluster-port "$(free_port)" \
-  --prometheus-port "$(free_port)" --cookie-file "$data/cookie" --data-dir "$data" \
-  --node-name "ui@localhost" >"$data/server.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 100); do
-  (echo >/dev/tcp/127.0.0.1/"$mgmt_port") 2>/dev/null && break
-  sleep 0.1
-done
+. "$here/../lib/node.sh"
+start_warren "$warren" ui
 
 mkdir -p "$target"
 shot="$target/ui-queues.png"

@@ -45,14 +45,22 @@ pub struct ChannelInfo {
     pub transactional: bool,
 }
 
+/// RabbitMQ's channel name, e.g. `127.0.0.1:50412 -> 127.0.0.1:5672 (1)`.
+fn channel_name(c: &ConnectionInfo, number: u16) -> String {
+    format!("{} ({number})", c.name())
+}
+
+fn channel_pid(c: &ConnectionInfo, node: &str, number: u16) -> String {
+    format!("<{node}.{}.{number}>", c.id)
+}
+
 impl ChannelInfo {
-    /// RabbitMQ's channel name, e.g. `127.0.0.1:50412 -> 127.0.0.1:5672 (1)`.
     pub fn name(&self) -> String {
-        format!("{} ({})", self.connection.name(), self.number)
+        channel_name(&self.connection, self.number)
     }
 
     pub fn pid(&self, node: &str) -> String {
-        format!("<{node}.{}.{}>", self.connection.id, self.number)
+        channel_pid(&self.connection, node, self.number)
     }
 }
 
@@ -72,11 +80,11 @@ pub struct ConsumerInfo {
 
 impl ConsumerInfo {
     pub fn channel_name(&self) -> String {
-        format!("{} ({})", self.connection.name(), self.channel)
+        channel_name(&self.connection, self.channel)
     }
 
     pub fn channel_pid(&self, node: &str) -> String {
-        format!("<{node}.{}.{}>", self.connection.id, self.channel)
+        channel_pid(&self.connection, node, self.channel)
     }
 }
 

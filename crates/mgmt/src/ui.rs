@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use axum::http::header;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use warren_broker::Broker;
@@ -14,33 +13,30 @@ const INDEX: &str = include_str!("../ui/index.html");
 const SCRIPT: &str = include_str!("../ui/app.js");
 const STYLE: &str = include_str!("../ui/style.css");
 
-fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            // Assets change with the binary; revalidate so an upgrade is seen at once.
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-}
+/// Path, content type and body of every asset (`/` is the page itself).
+const ASSETS: [(&str, &str, &str); 4] = [
+    ("/", "text/html; charset=utf-8", INDEX),
+    ("/index.html", "text/html; charset=utf-8", INDEX),
+    ("/app.js", "text/javascript; charset=utf-8", SCRIPT),
+    ("/style.css", "text/css; charset=utf-8", STYLE),
+];
 
 pub fn routes() -> Router<Arc<Broker>> {
-    Router::new()
-        .route(
-            "/",
-            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
-        )
-        .route(
-            "/index.html",
-            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
-        )
-        .route(
-            "/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
-        )
-        .route(
-            "/style.css",
-            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
-        )
+    ASSETS
+        .iter()
+        .fold(Router::new(), |router, &(path, content_type, body)| {
+            router.route(
+                path,
+                get(move || async move {
+                    (
+                        [
+                            (header::CONTENT_TYPE, content_type),
+                            // Assets change with the binary; revalidate so an upgrade shows.
+                            (header::CACHE_CONTROL, "no-cache"),
+                        ],
+                        body,
+                    )
+                }),
+            )
+        })
 }

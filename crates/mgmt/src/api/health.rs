@@ -77,14 +77,25 @@ pub async fn port_listener(
         .parse()
         .map_err(|_| ApiError::bad_request(format!("Invalid port: {port}")))?;
     let ports: Vec<u16> = info.listeners.iter().map(|l| l.port).collect();
-    Ok(if ports.contains(&port) {
-        ok(json!({"port": port}))
+    Ok(listener_check(
+        ports.contains(&port),
+        "port",
+        json!(port),
+        json!(ports),
+    ))
+}
+
+/// RabbitMQ's listener check answers: `{"status":"ok","port":P}`, or 503 naming the
+/// missing one and listing those that exist (`ports` / `protocols`).
+fn listener_check(found: bool, what: &str, wanted: Value, existing: Value) -> Check {
+    if found {
+        ok(json!({ what: wanted }))
     } else {
         failed(
             "No active listener",
-            json!({"missing": port, "ports": ports}),
+            json!({"missing": wanted, format!("{what}s"): existing}),
         )
-    })
+    }
 }
 
 pub async fn protocol_listener(
@@ -98,14 +109,12 @@ pub async fn protocol_listener(
         "amqp091" | "amqp0.9.1" | "amqp0-9-1" => "amqp",
         other => other,
     };
-    if protocols.contains(&wanted) {
-        ok(json!({"protocol": protocol}))
-    } else {
-        failed(
-            "No active listener",
-            json!({"missing": protocol, "protocols": protocols}),
-        )
-    }
+    listener_check(
+        protocols.contains(&wanted),
+        "protocol",
+        json!(protocol),
+        json!(protocols),
+    )
 }
 
 /// Declares `aliveness-test` in the vhost, publishes a message to it through the default
