@@ -117,6 +117,21 @@ try {
   await link.click();
   await page.waitForFunction((name) => document.querySelector('#policy-name')?.value === name, POLICY);
   check(true, 'the policy link opens the policy in the Admin form');
+
+  // The queue page: get the message back (requeued), then the other tabs render.
+  await page.goto(`${base}/#/queues/%2F/${QUEUE}`);
+  await page.waitForSelector('#queue-facts table');
+  check((await page.textContent('#queue-facts')).includes(POLICY), 'the queue page names the policy');
+  await page.click('#get-form button[type="submit"]');
+  await page.waitForSelector('#got pre.payload');
+  check((await page.textContent('#got pre.payload')) === 'hello', 'Get messages shows the payload');
+  for (const [tab, sel, text] of [['exchanges', '#exchanges', 'amq.topic'],
+    ['connections', '#connections', 'No connections.'], ['channels', '#channels', 'No channels.']]) {
+    await page.click(`#tabs a[data-tab="${tab}"]`);
+    await page.waitForFunction(([s, t]) => document.querySelector(s)?.textContent.includes(t), [sel, text]);
+    check(true, `the ${tab} page renders`);
+  }
+  check(!failed, 'no script errors on any page');
 } catch (e) {
   failed = true;
   console.error(`FAILED: ${e.message}`);
