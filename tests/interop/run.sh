@@ -5,17 +5,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 warren=${1:-$here/../../target/debug/warren}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-mgmt_port=$(free_port)
-data=$(mktemp -d)
-"$warren" server --port "$port" --mgmt-port "$mgmt_port" --cluster-port "$(free_port)" --prometheus-port "$(free_port)" --cookie-file "$data/cookie" --data-dir "$data" --node-name "interop@localhost" >"$data/server.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 100); do
-  (echo >/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
-  sleep 0.1
-done
+. "$here/../lib/node.sh"
+start_warren "$warren" interop
 
 # pika: the Debian package for the system Python, else PyPI for whatever python3 is first.
 if /usr/bin/python3 -c 'import pika' 2>/dev/null; then

@@ -56,6 +56,16 @@ pub struct ConnectionInfo {
     pub peer: SocketAddr,
     pub user: String,
     pub vhost: String,
+    /// Our end of the socket (part of RabbitMQ's connection name).
+    pub local: SocketAddr,
+    pub connected_at: std::time::SystemTime,
+    pub client_properties: warren_amqp::FieldTable,
+    /// As negotiated in `connection.tune-ok`.
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub heartbeat: u16,
+    /// The connection's channels and its close switch.
+    pub live: Arc<crate::connection::live::LiveConnection>,
 }
 
 pub struct Broker {

@@ -7,6 +7,7 @@
 //! consumers' connections (`connection::wire`), whose writer tasks batch frames into
 //! vectored writes.
 
+pub mod activity;
 pub mod alarm;
 pub mod args;
 pub mod auth;

@@ -197,7 +197,7 @@ impl App {
             tokio::spawn(warren_broker::server::accept_loop(broker.clone(), l));
         }
         tracing::info!("management API listening on {}", self.mgmt);
-        tokio::spawn(warren_mgmt::serve(broker.clone(), mgmt));
+        tokio::spawn(warren_mgmt::serve(broker.clone(), mgmt, self.node_info()));
         broker.start_alarm_monitor();
         tracing::info!(
             "memory high watermark {} MB, free disk limit {} MB",
@@ -212,6 +212,35 @@ impl App {
             env!("CARGO_PKG_VERSION")
         );
         Ok(())
+    }
+
+    /// Every listener of this node, for the management API's node and health endpoints.
+    fn node_info(&self) -> warren_mgmt::NodeInfo {
+        use warren_mgmt::Listener;
+        let mut listeners: Vec<Listener> = self
+            .config
+            .listeners
+            .iter()
+            .map(|l| Listener {
+                protocol: "amqp",
+                port: l.port(),
+            })
+            .collect();
+        listeners.extend([
+            Listener {
+                protocol: "clustering",
+                port: self.cluster_port,
+            },
+            Listener {
+                protocol: "http",
+                port: self.mgmt.port(),
+            },
+            Listener {
+                protocol: "http/prometheus",
+                port: self.prometheus.port(),
+            },
+        ]);
+        warren_mgmt::NodeInfo::new(listeners, self.started)
     }
 
     /// Closes every client connection (320 CONNECTION_FORCED), stops the listeners and

@@ -154,6 +154,7 @@ impl Channel {
             self.link.state().global_prefetch = count;
         } else {
             self.consumer_prefetch = count;
+            self.link.state().prefetch_count = count;
         }
         self.reply(
             ctx,

@@ -52,6 +52,12 @@ pub struct LinkState {
     pub global_prefetch: u32,
     pub open: bool,
     pub flow: bool,
+    /// `basic.qos global=false`: the per-consumer prefetch (kept here so listings see it).
+    pub prefetch_count: u32,
+    /// Publisher confirms are on (`confirm.select`).
+    pub confirm: bool,
+    /// The channel is transactional (`tx.select`).
+    pub transactional: bool,
 }
 
 pub struct ChannelLink {
@@ -71,6 +77,9 @@ impl ChannelLink {
                 global_prefetch: 0,
                 open: true,
                 flow: true,
+                prefetch_count: 0,
+                confirm: false,
+                transactional: false,
             }),
         })
     }

@@ -163,6 +163,7 @@ impl Channel {
             C::Queue(queue::AMQPMethod::Delete(m)) => self.queue_delete(ctx, m),
             C::Confirm(confirm::AMQPMethod::Select(m)) => {
                 self.publish.select_confirm()?;
+                self.link.state().confirm = true;
                 if !m.nowait {
                     self.reply(
                         ctx,
@@ -173,6 +174,7 @@ impl Channel {
             }
             C::Tx(tx::AMQPMethod::Select(_)) => {
                 self.publish.select_tx()?;
+                self.link.state().transactional = true;
                 self.reply(ctx, C::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
                 Ok(())
             }

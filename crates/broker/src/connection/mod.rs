@@ -7,6 +7,7 @@
 //! and the connection's exclusive queues are deleted.
 
 pub mod handshake;
+pub mod live;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -42,6 +43,7 @@ const YIELD_EVERY_FRAMES: usize = 1024;
 /// Serves one accepted socket until it closes.
 pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
     let (mut rd, wr) = stream.into_split();
     let wire = Wire::new(broker.config.frame_max);
     let writer = tokio::spawn(wire.clone().run_writer(wr));
@@ -55,11 +57,19 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     match hs {
         Ok(session) => {
             let id = broker.next_connection_id();
+            let live = Arc::new(live::LiveConnection::default());
             broker.register_connection(ConnectionInfo {
                 id,
                 peer,
                 user: session.user.clone(),
                 vhost: session.vhost.name.clone(),
+                local,
+                connected_at: std::time::SystemTime::now(),
+                client_properties: session.client_properties.clone(),
+                frame_max: session.frame_max,
+                channel_max: session.channel_max,
+                heartbeat: session.heartbeat,
+                live: live.clone(),
             });
             tracing::info!(%peer, user = %session.user, vhost = %session.vhost.name, "connection {id} opened");
             wire.set_frame_max(session.frame_max);
@@ -72,6 +82,7 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
                     session,
                     flow: std::cell::RefCell::new(None),
                     pending_meta: std::cell::RefCell::new(None),
+                    live,
                 },
                 channels: HashMap::new(),
                 published: false,
@@ -149,6 +160,7 @@ struct Env {
     session: Session,
     flow: std::cell::RefCell<Option<Arc<crate::queue::Queue>>>,
     pending_meta: std::cell::RefCell<Option<crate::channel::clustered::PendingMeta>>,
+    live: Arc<live::LiveConnection>,
 }
 
 impl Env {
@@ -212,6 +224,7 @@ impl Connection {
         let mut last_read = Instant::now();
         let mut shutdown = self.env.broker.shutdown_signal();
         let mut paused = self.env.broker.paused();
+        let mut forced = self.env.live.close_requests();
         let mut journal = self.env.broker.journal().map(|j| j.synced());
         let mut alarms = self.env.broker.alarms();
         let mut blocked = false;
@@ -291,6 +304,12 @@ impl Connection {
                             CONNECTION_FORCED,
                             format!("broker forced connection closure with reason '{reason}'"),
                         ));
+                    }
+                }
+                // The sender lives in `self.env.live`, so this never fails while we run.
+                _ = forced.changed() => {
+                    if let Some(reason) = forced.borrow().clone() {
+                        return End::Error(AmqpError::new(CONNECTION_FORCED, reason));
                     }
                 }
                 r = shutdown.changed() => {
@@ -438,8 +457,9 @@ impl Connection {
                     return Err(AmqpError::new(CHANNEL_ERROR, "second 'channel.open' seen")
                         .on(ids.0, ids.1));
                 }
-                self.channels
-                    .insert(id, Channel::new(id, self.env.wire.clone()));
+                let ch = Channel::new(id, self.env.wire.clone());
+                self.env.live.add_channel(&ch.link);
+                self.channels.insert(id, ch);
                 let ok = AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {}));
                 self.env.wire.send(|out| out.method(id, &ok));
                 Ok(())

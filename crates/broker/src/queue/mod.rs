@@ -578,6 +578,11 @@ impl Queue {
         Ok(())
     }
 
+    /// The consumers attached now (highest priority first), for listings.
+    pub fn consumers(&self) -> Vec<Arc<Consumer>> {
+        self.state().consumers.clone()
+    }
+
     /// Removes a consumer; returns true when an auto-delete queue just lost its last one.
     pub fn remove_consumer(&self, link: &Arc<ChannelLink>, tag: &str) -> bool {
         let mut st = self.state();

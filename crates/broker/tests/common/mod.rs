@@ -240,10 +240,32 @@ pub fn http(node: &Node, method: &str, path: &str, body: Option<&str>) -> (u16, 
 
 /// The same request to any local port (e.g. the Prometheus port).
 pub fn http_to(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    http_with(port, method, path, &[], body)
+}
+
+/// A request with extra headers; guest's credentials unless `headers` has an
+/// `Authorization` (an empty value sends none).
+pub fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to HTTP port");
     let body = body.unwrap_or("");
+    let mut extra = String::new();
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    {
+        extra.push_str("Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n");
+    }
+    for (k, v) in headers.iter().filter(|(_, v)| !v.is_empty()) {
+        extra.push_str(&format!("{k}: {v}\r\n"));
+    }
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).expect("write");

@@ -1,4 +1,4 @@
-//! `/api/exchanges`: list exchanges.
+//! `/api/exchanges`: list, show, declare and delete exchanges, and publish through one.
 
 use std::sync::Arc;
 
@@ -8,7 +8,6 @@ use axum::Json;
 use serde_json::{json, Value};
 use warren_amqp::{BasicProperties, ShortString};
 use warren_broker::exchange::Exchange;
-use warren_broker::message::Message;
 use warren_broker::metadata::MetaOp;
 use warren_broker::vhost::Vhost;
 use warren_broker::Broker;
@@ -140,13 +139,7 @@ pub async fn publish(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let msg = Arc::new(Message {
-        exchange: x.name.clone(),
-        routing_key,
-        raw_properties: warren_amqp::content::encode_properties(&props),
-        properties: props,
-        body: body.into(),
-    });
+    let msg = super::message(&x.name, &routing_key, props, body);
     let queues = v.route(&x, &msg.routing_key, msg.properties.headers().as_ref());
     for q in &queues {
         q.publish(msg.clone());

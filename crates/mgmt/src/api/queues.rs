@@ -1,4 +1,5 @@
-//! `/api/queues`: list, show, declare and delete queues.
+//! `/api/queues`: list, show, declare and delete queues, purge them (`/contents`), get
+//! messages (`/get`) and the queue actions (`/actions`: `sync`, `cancel_sync`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -205,4 +206,26 @@ pub async fn get_messages(
         q.requeue(taken);
     }
     Ok(Json(out))
+}
+
+/// `POST .../actions` with `{"action":"sync"}` or `{"action":"cancel_sync"}` (the queue
+/// page's Synchronise / Cancel buttons). 204 like RabbitMQ, which starts the sync in the
+/// background; a queue without mirrors (every queue until mirroring lands in the cluster
+/// crate) has nothing to synchronise, so nothing is started.
+pub async fn actions(
+    State(b): State<Arc<Broker>>,
+    _u: User,
+    Path((vh, name)): Path<(String, String)>,
+    body: String,
+) -> Result<StatusCode, ApiError> {
+    let v = vhost(&b, &vh)?;
+    v.queue(&name).ok_or_else(ApiError::not_found)?;
+    let req = super::json_body(&body)?;
+    match req.get("action").and_then(Value::as_str) {
+        Some("sync" | "cancel_sync") => Ok(StatusCode::NO_CONTENT),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{{unknown,<<\"{other}\">>}}"
+        ))),
+        None => Err(ApiError::bad_request("[{action,not_found}]")),
+    }
 }

@@ -21,7 +21,7 @@ pub struct Failure(pub i64, pub String);
 
 pub type Outcome = Result<(String, Value), Failure>;
 
-fn table(columns: &[&str], rows: Vec<Vec<Value>>) -> Value {
+pub(super) fn table(columns: &[&str], rows: Vec<Vec<Value>>) -> Value {
     json!({"table": {"columns": columns, "rows": rows}})
 }
 
@@ -40,7 +40,7 @@ pub fn arg<'a>(args: &'a [String], i: usize, usage: &str) -> Result<&'a str, Fai
     })
 }
 
-fn running(app: &App) -> Result<Arc<Broker>, Failure> {
+pub(super) fn running(app: &App) -> Result<Arc<Broker>, Failure> {
     app.broker().ok_or_else(|| {
         Failure(
             EX_UNAVAILABLE,
@@ -49,14 +49,17 @@ fn running(app: &App) -> Result<Arc<Broker>, Failure> {
     })
 }
 
-fn vhost_of(opts: &Value) -> String {
+pub(super) fn vhost_of(opts: &Value) -> String {
     opts.get("vhost")
         .and_then(Value::as_str)
         .unwrap_or("/")
         .to_string()
 }
 
-fn need_vhost(b: &Broker, vh: &str) -> Result<Arc<warren_broker::vhost::Vhost>, Failure> {
+pub(super) fn need_vhost(
+    b: &Broker,
+    vh: &str,
+) -> Result<Arc<warren_broker::vhost::Vhost>, Failure> {
     b.vhost(vh).ok_or_else(|| {
         Failure(
             EX_DATAERR,
@@ -277,25 +280,10 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
                 ),
             ))
         }
-        "list_connections" => {
-            let b = running(app)?;
-            let rows = b
-                .connections()
-                .iter()
-                .map(|c| {
-                    vec![
-                        json!(c.user),
-                        json!(c.peer.ip().to_string()),
-                        json!(c.peer.port()),
-                        json!("running"),
-                    ]
-                })
-                .collect();
-            Ok((
-                "Listing connections ...".into(),
-                table(&["user", "peer_host", "peer_port", "state"], rows),
-            ))
-        }
+        "list_connections" => super::activity::list_connections(app, args),
+        "list_channels" => super::activity::list_channels(app, args),
+        "list_consumers" => super::activity::list_consumers(app, args, opts),
+        "close_connection" => super::activity::close_connection(app, args),
         "list_users" => {
             let b = running(app)?;
             let rows = b
@@ -661,8 +649,7 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
         "join_cluster" | "forget_cluster_node" | "set_cluster_name" => {
             super::cluster::execute(app, command, args, opts).await
         }
-        "list_channels" | "list_consumers" | "close_connection" | "sync_queue"
-        | "cancel_sync_queue" => Err(Failure(
+        "sync_queue" | "cancel_sync_queue" => Err(Failure(
             EX_SOFTWARE,
             format!("Error: '{command}' is not implemented by Warren yet"),
         )),

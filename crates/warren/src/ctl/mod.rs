@@ -5,6 +5,7 @@
 //! knows the cookie by challenge–response on the node's cluster port, sends one command and
 //! prints the answer as rabbitmqctl would (tab-separated tables, or `--formatter json`).
 
+mod activity;
 pub mod cluster;
 pub mod commands;
 pub mod server;
@@ -21,11 +22,12 @@ const USAGE: &str = "Usage: warren ctl [-n <node>] [--formatter json] [-q] [--co
 
 Commands (as rabbitmqctl): status, stop, stop_app, start_app, reset, force_reset,
 await_startup, cluster_status, list_queues [-p <vhost>] [<column> ...], list_exchanges,
-list_bindings, list_connections, list_users, add_user, delete_user, change_password,
-set_user_tags, authenticate_user, list_vhosts, add_vhost, delete_vhost, set_permissions,
-clear_permissions, list_permissions, set_policy [--priority <n>] [--apply-to <kind>],
-clear_policy, list_policies, purge_queue, delete_queue, export_definitions <file|->,
-import_definitions <file>";
+list_bindings, list_connections [<column> ...], list_channels [<column> ...],
+list_consumers [-p <vhost>] [<column> ...], close_connection <name|pid> <reason>,
+list_users, add_user, delete_user, change_password, set_user_tags, authenticate_user,
+list_vhosts, add_vhost, delete_vhost, set_permissions, clear_permissions, list_permissions,
+set_policy [--priority <n>] [--apply-to <kind>], clear_policy, list_policies, purge_queue,
+delete_queue, export_definitions <file|->, import_definitions <file>";
 
 struct Parsed {
     node: String,
