@@ -89,6 +89,16 @@ pub struct Auth {
     users: RwLock<HashMap<String, User>>,
     permissions: RwLock<HashMap<(String, String), Permission>>,
     loopback_users: RwLock<Vec<String>>,
+    /// The password of `INTERNAL_USER`, when this node is in a cluster.
+    internal: RwLock<Option<String>>,
+}
+
+/// The user cluster peers log in as (to forward publishes and pull deliveries); it has
+/// every permission in every vhost and is not listed or stored.
+pub const INTERNAL_USER: &str = "warren-internal-node-link";
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Auth {
@@ -176,6 +186,16 @@ impl Auth {
     }
 
     pub fn login(&self, user: &str, password: &str, peer: IpAddr) -> Result<User, LoginError> {
+        if user == INTERNAL_USER {
+            return match self.internal_secret() {
+                Some(s) if constant_time_eq(s.as_bytes(), password.as_bytes()) => Ok(User {
+                    name: INTERNAL_USER.into(),
+                    password_hash: String::new(),
+                    tags: vec!["administrator".into()],
+                }),
+                _ => Err(LoginError::BadPassword),
+            };
+        }
         let users = self.users.read().unwrap_or_else(|e| e.into_inner());
         let u = users.get(user).ok_or(LoginError::UnknownUser)?;
         if !password_matches(&u.password_hash, password) {
@@ -200,7 +220,22 @@ impl Auth {
         Ok(u.clone())
     }
 
+    /// Lets cluster peers in as `INTERNAL_USER` with `secret` (derived from the cookie).
+    pub fn set_internal_secret(&self, secret: String) {
+        *self.internal.write().unwrap_or_else(|e| e.into_inner()) = Some(secret);
+    }
+
+    pub fn internal_secret(&self) -> Option<String> {
+        self.internal
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn can_access_vhost(&self, user: &str, vhost: &str) -> bool {
+        if user == INTERNAL_USER {
+            return true;
+        }
         self.permissions
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -208,6 +243,9 @@ impl Auth {
     }
 
     pub fn check(&self, user: &str, vhost: &str, access: Access, resource: &str) -> bool {
+        if user == INTERNAL_USER {
+            return true;
+        }
         let perms = self.permissions.read().unwrap_or_else(|e| e.into_inner());
         let Some(p) = perms.get(&(user.to_string(), vhost.to_string())) else {
             return false;

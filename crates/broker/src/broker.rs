@@ -90,6 +90,8 @@ pub struct Broker {
     /// The metadata group's applied position and membership, stored in the definitions file
     /// so that both change in one atomic write (see `persist_definitions`).
     cluster_state: Mutex<Option<serde_json::Value>>,
+    /// Links that forward messages to queues' home nodes (see `queue::remote`).
+    pub(crate) forward_links: crate::queue::remote::ForwardLinks,
     me: Weak<Broker>,
 }
 
@@ -225,6 +227,7 @@ impl Broker {
             loading: AtomicBool::new(false),
             metadata: OnceLock::new(),
             cluster_state: Mutex::new(None),
+            forward_links: Default::default(),
             me: me.clone(),
         })
     }

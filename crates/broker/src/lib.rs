@@ -13,6 +13,7 @@ pub mod args;
 pub mod auth;
 pub mod broker;
 pub mod channel;
+pub mod client;
 pub mod connection;
 pub mod definitions;
 pub mod exchange;

@@ -143,6 +143,9 @@ pub fn to_amqp(r: MetaResult) -> Result<MetaReply, AmqpError> {
 pub trait Metadata: Send + Sync {
     /// Proposes `op`; resolves once it is committed and applied on this node.
     fn submit(&self, op: MetaOp) -> Pin<Box<dyn Future<Output = MetaResult> + Send>>;
+
+    /// Where `node` accepts AMQP connections (for forwarding to the queues it holds).
+    fn node_amqp_address(&self, node: &str) -> Option<(String, u16)>;
 }
 
 /// Applies one change to this node's state. Errors are the AMQP errors a client sees.

@@ -128,6 +128,10 @@ impl Vhost {
         Arc::new(v)
     }
 
+    pub fn broker(&self) -> Option<Arc<Broker>> {
+        self.broker.upgrade()
+    }
+
     pub fn read(&self) -> RwLockReadGuard<'_, VhostState> {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }

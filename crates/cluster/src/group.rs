@@ -43,6 +43,12 @@ impl Metadata for GroupMetadata {
         let g = self.0.clone();
         Box::pin(async move { g.write(Command::Meta(op)).await })
     }
+
+    fn node_amqp_address(&self, node: &str) -> Option<(String, u16)> {
+        let (peer, _) = self.0.members().into_iter().find(|(p, _)| p.name == node)?;
+        let (host, _) = crate::raft::network::split_addr(&peer.addr).ok()?;
+        (peer.amqp_port != 0).then_some((host, peer.amqp_port))
+    }
 }
 
 impl Group {

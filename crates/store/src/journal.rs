@@ -38,6 +38,12 @@ pub struct Journal {
     live: Mutex<BTreeMap<u32, u64>>,
     fsyncs: AtomicU64,
     enqueues: AtomicU64,
+    /// Epochs handed out by `reserve_external` and not completed yet: the published durable
+    /// epoch stays below the lowest of them.
+    external: Mutex<std::collections::BTreeSet<u64>>,
+    /// The highest epoch the journal thread has made durable (its writes, and the empty
+    /// epochs of external tickets).
+    written: AtomicU64,
 }
 
 pub fn segment_path(dir: &Path, n: u32) -> PathBuf {
@@ -70,6 +76,8 @@ impl Journal {
             live: Mutex::new(live),
             fsyncs: AtomicU64::new(0),
             enqueues: AtomicU64::new(0),
+            external: Mutex::new(std::collections::BTreeSet::new()),
+            written: AtomicU64::new(0),
         });
         let worker = j.clone();
         std::thread::Builder::new()
@@ -98,6 +106,50 @@ impl Journal {
         drop(g);
         self.wake.notify_one();
         (epoch, seg)
+    }
+
+    /// An epoch that is durable only once `complete_external` is called for it: lets
+    /// something outside this journal (a message forwarded to another node, confirmed there)
+    /// take part in the same publisher-confirm ordering as local writes.
+    pub fn reserve_external(&self) -> u64 {
+        let mut g = self.inner();
+        g.appended += 1;
+        let t = g.appended;
+        self.external
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(t);
+        drop(g);
+        self.wake.notify_one();
+        t
+    }
+
+    /// The outside party is done with `ticket`.
+    pub fn complete_external(&self, ticket: u64) {
+        self.external
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ticket);
+        self.publish_synced();
+    }
+
+    /// Publishes the durable epoch: what the thread wrote, but below any open ticket.
+    fn publish_synced(&self) {
+        let written = self.written.load(Ordering::Acquire);
+        let limit = self
+            .external
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+            .map_or(u64::MAX, |t| t - 1);
+        let durable = written.min(limit);
+        self.synced.send_if_modified(|s| {
+            let advanced = durable > *s;
+            if advanced {
+                *s = durable;
+            }
+            advanced
+        });
     }
 
     /// Appends an enqueue record; returns (epoch to wait for, segment holding it).
@@ -218,15 +270,26 @@ impl Journal {
         loop {
             let (epoch, closed) = {
                 let mut g = self.inner();
-                while g.buf.is_empty() && !g.closed {
+                // Wake for bytes, or for epochs reserved by external tickets.
+                while g.buf.is_empty()
+                    && !g.closed
+                    && g.appended == self.written.load(Ordering::Acquire)
+                {
                     g = self.wake.wait(g).unwrap_or_else(|e| e.into_inner());
                 }
                 std::mem::swap(&mut g.buf, &mut pending);
                 (g.appended, g.closed && pending.is_empty())
             };
             if closed {
-                let _ = self.synced.send(epoch);
+                self.written.store(epoch, Ordering::Release);
+                self.publish_synced();
                 return;
+            }
+            if pending.is_empty() {
+                // Only external tickets were reserved: nothing to write.
+                self.written.store(epoch, Ordering::Release);
+                self.publish_synced();
+                continue;
             }
             // A failed write (full disk) is retried: confirms wait rather than lie.
             loop {
@@ -241,7 +304,8 @@ impl Journal {
             written += pending.len() as u64;
             pending.clear();
             self.fsyncs.fetch_add(1, Ordering::Relaxed);
-            let _ = self.synced.send(epoch);
+            self.written.store(epoch, Ordering::Release);
+            self.publish_synced();
             if written >= SEGMENT_BYTES {
                 match self.rotate() {
                     Ok(f) => {

@@ -80,6 +80,7 @@ impl App {
         Peer {
             name: self.node.clone(),
             addr: format!("{host}:{}", self.cluster_port),
+            amqp_port: self.config.listeners.first().map_or(5672, |l| l.port()),
         }
     }
 
@@ -168,6 +169,13 @@ impl App {
         let dir = self.config.data_dir.clone().unwrap_or_default();
         let broker = Broker::open(self.config.clone())
             .map_err(|e| format!("cannot open data directory {}: {e}", dir.display()))?;
+        // Cluster peers log in to each other's AMQP listeners with this secret.
+        broker
+            .auth
+            .set_internal_secret(warren_cluster::handshake::prove(
+                &self.cookie,
+                "warren-internal-node-link",
+            ));
         if self.is_clustered() {
             self.start_group(&broker, true).await?;
         }

@@ -8,8 +8,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Node;
+use futures::StreamExt;
 use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::BasicProperties;
@@ -24,7 +26,7 @@ fn ok(n: &Node, args: &[&str]) -> String {
 
 /// Polls `ctl args` on `n` until its output satisfies `pred`.
 fn eventually(n: &Node, args: &[&str], what: &str, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let (code, out, err) = n.ctl(args);
         if code == 0 && pred(&out) {
@@ -168,7 +170,7 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
         .await
         .unwrap_err();
     assert_eq!(common::reply_code(&e), Some(406), "{e}");
-    // Serving another node's queue is not done yet: a clear 404, never a silent loss.
+    // basic.get on another node's queue is not done yet: a clear 404.
     let ch_c = conn_c.create_channel().await.unwrap();
     let e = ch_c
         .basic_get("mirror_hello".into(), BasicGetOptions::default())
@@ -176,25 +178,72 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
         .unwrap_err();
     assert_eq!(common::reply_code(&e), Some(404), "{e}");
     assert!(common::reply_text(&e).contains(&a.name()), "{e}");
+    // Publishing through c reaches the queue on a; c confirms once a has confirmed.
     let ch_c = conn_c.create_channel().await.unwrap();
     ch_c.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    let confirm = ch_c
-        .basic_publish(
-            "".into(),
-            "mirror_hello".into(),
-            BasicPublishOptions::default(),
-            b"two",
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap()
+    for i in 0..200 {
+        let confirm = ch_c
+            .basic_publish(
+                "".into(),
+                "mirror_hello".into(),
+                BasicPublishOptions::default(),
+                format!("via-c-{i}").as_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack(), "message {i} forwarded and confirmed");
+    }
+    eventually(
+        &a,
+        &["list_queues", "name", "messages"],
+        "forwarded messages on a",
+        |o| o.lines().any(|l| l == "mirror_hello\t201"),
+    );
+    // A consumer on b receives them from a, in order; its acks settle them on a.
+    let conn_b = b.connect().await;
+    let ch_b = conn_b.create_channel().await.unwrap();
+    ch_b.basic_qos(20, BasicQosOptions::default())
         .await
         .unwrap();
-    assert!(
-        confirm.is_nack(),
-        "a message for another node's queue is refused, not lost"
+    let mut consumer = ch_b
+        .basic_consume(
+            "mirror_hello".into(),
+            "on-b".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut bodies = Vec::new();
+    while bodies.len() < 201 {
+        let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+            .await
+            .expect("deliveries from the home node")
+            .expect("stream open")
+            .expect("delivery");
+        bodies.push(String::from_utf8_lossy(&d.data).into_owned());
+        // Leave the last one unacked: it must go back to a when b's consumer goes away.
+        if bodies.len() < 201 {
+            d.ack(BasicAckOptions::default()).await.unwrap();
+        }
+    }
+    assert_eq!(bodies[0], "one");
+    assert_eq!(
+        bodies[1..],
+        (0..200).map(|i| format!("via-c-{i}")).collect::<Vec<_>>()[..]
+    );
+    drop(consumer);
+    conn_b.close(200, "bye".into()).await.unwrap();
+    eventually(
+        &a,
+        &["list_queues", "name", "messages"],
+        "acks settled on a, the unacked one returned",
+        |o| o.lines().any(|l| l == "mirror_hello\t1"),
     );
     drop(conn);
 

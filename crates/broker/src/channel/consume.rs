@@ -137,7 +137,7 @@ impl Channel {
     pub(super) fn get(&mut self, ctx: &Ctx<'_>, m: basic::Get) -> Result<(), AmqpError> {
         let name = self.queue_name(&m.queue)?;
         ctx.check(Access::Read, "queue", &name)?;
-        let q = self.find_queue(ctx, &name)?;
+        let q = self.find_local_queue(ctx, &name)?;
         match q.get(m.no_ack) {
             Some((entry, left)) => self.link.record_get(&q, &entry, m.no_ack, left),
             None => self.reply(

@@ -12,6 +12,7 @@
 
 pub mod dead_letter;
 pub mod ready;
+pub mod remote;
 pub mod settings;
 mod timer;
 
@@ -86,6 +87,8 @@ pub struct Queue {
     /// In a cluster, the node that holds this queue's messages when it is not this node.
     /// Such a queue is a stand-in for routing and listing; it never holds messages here.
     pub home: Option<String>,
+    /// For a stand-in: the link to the home node (forwarding, pulling, settling).
+    remote: Option<remote::StandIn>,
     /// The queue's name in the journal (`vhost NUL name`).
     key: String,
     state: Mutex<QueueState>,
@@ -106,6 +109,8 @@ struct QueueState {
     dead: Vec<DeadLetter>,
     /// Persisted messages that left the queue for good, to record in the journal.
     to_settle: Vec<(u64, u32)>,
+    /// A stand-in's settlements to pass to the home node.
+    remote_settles: Vec<(u64, remote::Settle)>,
 }
 
 /// A queue's declared attributes.
@@ -140,7 +145,13 @@ impl Queue {
             arguments,
             home,
         } = attrs;
-        let settings = QueueSettings::effective(&arguments, policy.as_ref().map(|p| &p.1));
+        // A stand-in applies no TTL, limit or dead-lettering of its own: the home node does.
+        let settings = if home.is_some() {
+            QueueSettings::effective(&FieldTable::default(), None)
+        } else {
+            QueueSettings::effective(&arguments, policy.as_ref().map(|p| &p.1))
+        };
+        let remote = home.as_ref().map(|h| remote::StandIn::new(h));
         let q = Arc::new(Queue {
             name: name.to_string(),
             vhost: vhost.name.clone(),
@@ -157,6 +168,7 @@ impl Queue {
             has_consumers: AtomicBool::new(false),
             journal,
             home,
+            remote,
             key: format!("{}\0{name}", vhost.name),
             state: Mutex::new(QueueState {
                 ready: Ready::new(settings.max_priority),
@@ -170,6 +182,7 @@ impl Queue {
                 last_used: Instant::now(),
                 dead: Vec::new(),
                 to_settle: Vec::new(),
+                remote_settles: Vec::new(),
             }),
         });
         if q.home.is_none() && tokio::runtime::Handle::try_current().is_ok() {
@@ -255,7 +268,11 @@ impl Queue {
     pub fn apply_policy(self: &Arc<Self>, policy: Option<(String, serde_json::Value)>) {
         let dead = {
             let mut st = self.state();
-            let settings = QueueSettings::effective(&self.arguments, policy.as_ref().map(|p| &p.1));
+            let settings = if self.remote.is_some() {
+                st.settings.clone()
+            } else {
+                QueueSettings::effective(&self.arguments, policy.as_ref().map(|p| &p.1))
+            };
             if st.settings == settings && st.policy == policy.as_ref().map(|p| p.0.clone()) {
                 return;
             }
@@ -271,16 +288,28 @@ impl Queue {
         self.republish(dead);
     }
 
-    /// Notes that a message left the queue for good (the journal is told at `flush`).
-    fn gone(st: &mut QueueState, e: &Entry) {
-        if let Some(seg) = e.seg {
-            st.to_settle.push((e.id, seg));
+    /// Notes that a message left the queue for good (the journal, or for a stand-in the
+    /// home node, is told at `flush`).
+    fn gone(&self, st: &mut QueueState, e: &Entry) {
+        self.gone_id(st, e.id, e.seg);
+    }
+
+    fn gone_id(&self, st: &mut QueueState, id: u64, seg: Option<u32>) {
+        if self.remote.is_some() {
+            st.remote_settles.push((id, remote::Settle::Ack));
+        } else if let Some(seg) = seg {
+            st.to_settle.push((id, seg));
         }
     }
 
     /// Writes pending settlements to the journal and refreshes the lock-free mirrors.
     fn flush(&self, st: &mut QueueState) {
         self.mirror(st);
+        if let Some(r) = &self.remote {
+            if !st.remote_settles.is_empty() {
+                r.settle(std::mem::take(&mut st.remote_settles));
+            }
+        }
         if let Some(j) = &self.journal {
             if !st.to_settle.is_empty() {
                 j.settle(&self.key, &std::mem::take(&mut st.to_settle));
@@ -306,7 +335,7 @@ impl Queue {
                 break;
             }
             if let Some(e) = st.ready.pop_front() {
-                Self::gone(st, &e);
+                self.gone(st, &e);
                 self.dead_letter(st, e.msg, Reason::Expired);
             }
         }
@@ -318,7 +347,7 @@ impl Queue {
         while over_limit(st, 0, 0) {
             match st.ready.pop_oldest() {
                 Some(e) => {
-                    Self::gone(st, &e);
+                    self.gone(st, &e);
                     self.dead_letter(st, e.msg, Reason::Maxlen)
                 }
                 None => break,
@@ -328,15 +357,8 @@ impl Queue {
 
     /// Appends a routed message and delivers what it can.
     pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Enqueued {
-        if let Some(home) = &self.home {
-            // Not forwarded between nodes yet: refused (a confirming publisher gets a nack)
-            // rather than kept on a node that does not own the queue.
-            tracing::warn!(
-                "message for queue '{}' in vhost '{}' refused: the queue is on node {home}, and this node does not forward messages yet",
-                self.name,
-                self.vhost
-            );
-            return Enqueued::Rejected;
+        if let Some(r) = &self.remote {
+            return r.forward(self, msg);
         }
         let now = Instant::now();
         let (outcome, dead, timed) = {
@@ -496,11 +518,14 @@ impl Queue {
                 let Some(entry) = st.ready.pop_front() else {
                     return;
                 };
+                let (id, seg) = (entry.id, entry.seg);
                 match active.link.try_deliver(self, &active, entry) {
                     Ok(()) => {
                         self.delivered.fetch_add(1, Ordering::Relaxed);
                         if !active.no_ack {
                             st.unacked += 1;
+                        } else {
+                            self.gone_id(st, id, seg);
                         }
                         continue 'messages;
                     }
@@ -523,14 +548,14 @@ impl Queue {
                     let Some(entry) = st.ready.pop_front() else {
                         return;
                     };
-                    let persisted = entry.seg.map(|seg| (entry.id, seg));
+                    let (id, seg) = (entry.id, entry.seg);
                     match consumer.link.try_deliver(self, &consumer, entry) {
                         Ok(()) => {
                             self.delivered.fetch_add(1, Ordering::Relaxed);
                             if !consumer.no_ack {
                                 st.unacked += 1;
-                            } else if let Some(p) = persisted {
-                                st.to_settle.push(p);
+                            } else {
+                                self.gone_id(st, id, seg);
                             }
                             st.next_consumer = idx - start + 1;
                             continue 'messages;
@@ -575,6 +600,9 @@ impl Queue {
             std::mem::take(&mut st.dead)
         };
         self.republish(dead);
+        if let Some(r) = &self.remote {
+            r.start_pulling(self);
+        }
         Ok(())
     }
 
@@ -594,7 +622,39 @@ impl Queue {
         st.last_used = Instant::now();
         self.timer.notify_one();
         self.mirror(&st);
+        if let Some(r) = &self.remote {
+            // The link stops pulling (and hands back what it holds) without consumers.
+            r.wake();
+        }
         self.auto_delete && st.had_consumers && st.consumers.is_empty()
+    }
+
+    /// A stand-in receives a message from its home node (`id` carries the home node's
+    /// delivery tag).
+    pub(crate) fn push_remote(self: &Arc<Self>, id: u64, redelivered: bool, msg: Arc<Message>) {
+        let mut st = self.state();
+        st.ready.push_back(Entry {
+            id,
+            msg,
+            redelivered,
+            priority: 0,
+            expires_at: None,
+            seg: None,
+        });
+        self.dispatch(&mut st);
+        self.flush(&mut st);
+    }
+
+    /// Takes every ready message (a stand-in hands them back to its home node).
+    pub(crate) fn take_ready(&self) -> Vec<Entry> {
+        let mut st = self.state();
+        let all = st.ready.drain_all();
+        self.flush(&mut st);
+        all
+    }
+
+    pub fn has_consumers(&self) -> bool {
+        self.has_consumers.load(Ordering::Relaxed)
     }
 
     /// Takes the head message for `basic.get`; returns it with the count left behind.
@@ -608,7 +668,7 @@ impl Queue {
                 if !no_ack {
                     st.unacked += 1;
                 } else {
-                    Self::gone(&mut st, &e);
+                    self.gone(&mut st, &e);
                 }
                 (e, st.ready.len() as u32)
             });
@@ -628,7 +688,7 @@ impl Queue {
         let mut st = self.state();
         st.unacked = st.unacked.saturating_sub(entries.len());
         for e in &entries {
-            Self::gone(&mut st, e);
+            self.gone(&mut st, e);
         }
         // The settling consumer regained credit.
         self.dispatch(&mut st);
@@ -641,7 +701,12 @@ impl Queue {
             let mut st = self.state();
             st.unacked = st.unacked.saturating_sub(entries.len());
             for e in entries {
-                Self::gone(&mut st, &e);
+                if self.remote.is_some() {
+                    // The home node dead-letters it, with its own settings.
+                    st.remote_settles.push((e.id, remote::Settle::Reject));
+                    continue;
+                }
+                self.gone(&mut st, &e);
                 self.dead_letter(&mut st, e.msg, Reason::Rejected);
             }
             self.dispatch(&mut st);
@@ -671,7 +736,7 @@ impl Queue {
         let mut st = self.state();
         let all = st.ready.drain_all();
         for e in &all {
-            Self::gone(&mut st, e);
+            self.gone(&mut st, e);
         }
         self.flush(&mut st);
         all.len() as u32

@@ -35,6 +35,9 @@ impl fmt::Display for Command {
 pub struct Peer {
     pub name: String,
     pub addr: String,
+    /// The node's AMQP port (its host is the one in `addr`).
+    #[serde(default)]
+    pub amqp_port: u16,
 }
 
 openraft::declare_raft_types!(

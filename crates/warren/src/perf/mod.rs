@@ -7,7 +7,6 @@
 //! consumers measure end-to-end latency.
 
 mod args;
-mod client;
 mod run;
 mod stats;
 

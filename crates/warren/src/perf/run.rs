@@ -15,8 +15,8 @@ use warren_amqp::{
 };
 
 use super::args::PerfArgs;
-use super::client::{confirm_tag, deliver_tag, parse_uri, Client, Error, Uri};
 use super::stats::{Reporter, Stats};
+use warren_broker::client::{confirm_tag, deliver_tag, parse_uri, Client, Error, Uri};
 
 fn now_nanos() -> u64 {
     SystemTime::now()

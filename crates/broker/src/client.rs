@@ -1,10 +1,11 @@
-//! A minimal AMQP 0-9-1 client for the load generator, over Warren's own codec.
+//! A minimal AMQP 0-9-1 client over Warren's own codec, for `warren perf` and for the
+//! links between cluster nodes (a node forwards publishes to a queue's home node and pulls
+//! deliveries from it as an ordinary, if privileged, AMQP client).
 //!
 //! Why not lapin here: measured on this 2-core machine, lapin spent 113% CPU to move 20k
 //! msg/s (one frame per wakeup through its IO loop), so it — not the broker — set the
 //! result. This client writes hundreds of publishes per syscall and parses deliveries and
-//! confirms by hand, so the broker under test is the bottleneck, as a benchmark needs.
-//! It speaks only what `warren perf` needs: PLAIN login, one channel, publish, consume, ack.
+//! confirms by hand. It speaks PLAIN login, one channel, publish, consume, ack.
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

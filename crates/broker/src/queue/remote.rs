@@ -1,0 +1,429 @@
+//! Stand-ins for queues whose home is another cluster node.
+//!
+//! Every node knows every queue (the metadata is replicated), but a queue's messages live on
+//! its home node. On the other nodes the queue is a stand-in that clients use as if it were
+//! local:
+//! - **Publishing**: a message routed to a stand-in is forwarded to the home node over an
+//!   internal AMQP connection with publisher confirms. The publisher's own confirm waits for
+//!   the home node's, through an external ticket in this node's journal (`reserve_external`),
+//!   so it is ordered with local confirms by the same machinery. A message the home node
+//!   refuses or cannot take yet is sent again; a full forwarding buffer refuses new messages
+//!   (`basic.nack`): backpressure, never a silent drop.
+//! - **Consuming**: while a stand-in has local consumers, it pulls deliveries from the home
+//!   node (a consumer there, with a bounded prefetch) into its local ready list, and the
+//!   normal queue machinery delivers them. Acks, rejects and no-ack deliveries are passed back
+//!   with the home node's delivery tags; the home node dead-letters rejects with its own
+//!   settings. When the last local consumer leaves, what the stand-in holds is handed back
+//!   (`basic.nack requeue`). If the link breaks, the home node requeues everything it had
+//!   delivered; settlements of that generation are dropped, since they no longer mean
+//!   anything there.
+//!
+//! The internal connections log in as `auth::INTERNAL_USER` with a secret derived from the
+//! cluster cookie.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, Notify};
+use warren_amqp::content::ContentHeader;
+use warren_amqp::frame::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
+use warren_amqp::outgoing::Outgoing;
+use warren_amqp::{basic, confirm, AMQPClass, FieldTable, ShortString};
+
+use super::{Enqueued, Queue};
+use crate::broker::Broker;
+use crate::client::{Client, Uri};
+use crate::message::Message;
+
+/// Messages waiting for the home node per (home, vhost) link; beyond this, publishes are
+/// refused with a nack.
+const FORWARD_BUFFER: usize = 10_000;
+/// Deliveries a stand-in may hold from its home node at once.
+const PULL_PREFETCH: u16 = 500;
+/// Entry ids of a stand-in: link generation above, home node's delivery tag below.
+const TAG_BITS: u32 = 40;
+const RETRY: Duration = Duration::from_millis(500);
+
+/// What becomes of a message taken from the home node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settle {
+    Ack,
+    Reject,
+}
+
+pub struct StandIn {
+    pub home: String,
+    settles: Mutex<Vec<(u64, Settle)>>,
+    wake: Notify,
+    pulling: AtomicBool,
+    generation: AtomicU64,
+}
+
+/// One message on its way to the home node.
+pub(crate) struct Forward {
+    queue: String,
+    msg: Arc<Message>,
+    ticket: u64,
+}
+
+impl StandIn {
+    pub fn new(home: &str) -> StandIn {
+        StandIn {
+            home: home.to_string(),
+            settles: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+            pulling: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn settle(&self, s: Vec<(u64, Settle)>) {
+        self.settles.lock().extend(s);
+        self.wake.notify_one();
+    }
+
+    pub(super) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Sends `msg` to the home node; the publisher's confirm waits for the home node's.
+    pub(super) fn forward(&self, q: &Arc<Queue>, msg: Arc<Message>) -> Enqueued {
+        let Some(broker) = q.vhost_ref.upgrade().and_then(|v| v.broker()) else {
+            return Enqueued::Rejected;
+        };
+        let Some(journal) = broker.journal().cloned() else {
+            return Enqueued::Rejected;
+        };
+        let link = broker.forward_link(&self.home, &q.vhost);
+        let ticket = journal.reserve_external();
+        let f = Forward {
+            queue: q.name.clone(),
+            msg,
+            ticket,
+        };
+        match link.try_send(f) {
+            Ok(()) => Enqueued::Accepted { sync: ticket },
+            Err(_) => {
+                journal.complete_external(ticket);
+                tracing::warn!(
+                    "refused a message for queue '{}' on node {}: {FORWARD_BUFFER} messages already wait for that node",
+                    q.name,
+                    self.home
+                );
+                Enqueued::Rejected
+            }
+        }
+    }
+
+    /// Starts pulling from the home node (a local consumer arrived).
+    pub(super) fn start_pulling(&self, q: &Arc<Queue>) {
+        if self.pulling.swap(true, Ordering::AcqRel) {
+            self.wake.notify_one();
+            return;
+        }
+        tokio::spawn(pull(Arc::downgrade(q)));
+    }
+}
+
+impl Broker {
+    /// The sender of the forwarding link to `home` for `vhost` (started on first use).
+    fn forward_link(self: &Arc<Self>, home: &str, vhost: &str) -> mpsc::Sender<Forward> {
+        let mut links = self.forward_links.lock();
+        let key = (home.to_string(), vhost.to_string());
+        if let Some(tx) = links.get(&key).filter(|tx| !tx.is_closed()) {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::channel(FORWARD_BUFFER);
+        tokio::spawn(forward_loop(
+            Arc::downgrade(self),
+            home.to_string(),
+            vhost.to_string(),
+            rx,
+        ));
+        links.insert(key, tx.clone());
+        tx
+    }
+}
+
+/// The forwarding links of a node, by (home node, vhost).
+pub(crate) type ForwardLinks = Mutex<HashMap<(String, String), mpsc::Sender<Forward>>>;
+
+/// An internal connection to `home`'s AMQP listener in `vhost`.
+async fn connect(broker: &Broker, home: &str, vhost: &str) -> Result<Client, String> {
+    let (host, port) = broker
+        .metadata()
+        .and_then(|m| m.node_amqp_address(home))
+        .ok_or_else(|| format!("no address known for node {home}"))?;
+    let pass = broker
+        .auth
+        .internal_secret()
+        .ok_or("this node has no cluster secret")?;
+    let uri = Uri {
+        host,
+        port,
+        user: crate::auth::INTERNAL_USER.into(),
+        pass,
+        vhost: vhost.to_string(),
+    };
+    Client::connect(&uri).await.map_err(|e| e.to_string())
+}
+
+/// Publishes what arrives on `rx` to `home`, with confirms; resends anything unconfirmed
+/// after a reconnect, and completes each message's ticket when the home node confirms it.
+async fn forward_loop(
+    broker: Weak<Broker>,
+    home: String,
+    vhost: String,
+    mut rx: mpsc::Receiver<Forward>,
+) {
+    // Sent and not yet confirmed, in publish order, with their sequence numbers.
+    let mut unconfirmed: VecDeque<(u64, Forward)> = VecDeque::new();
+    let mut resend: VecDeque<Forward> = VecDeque::new();
+    loop {
+        let Some(b) = broker.upgrade() else { return };
+        let mut client = match connect(&b, &home, &vhost).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!("forwarding to {home}: {e}");
+                drop(b);
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        let journal = b.journal().cloned();
+        drop(b);
+        let ok = client
+            .call(AMQPClass::Confirm(confirm::AMQPMethod::Select(
+                confirm::Select { nowait: false },
+            )))
+            .await;
+        if ok.is_err() {
+            tokio::time::sleep(RETRY).await;
+            continue;
+        }
+        // A new channel numbers publishes from 1 again: resend in the original order.
+        resend.extend(unconfirmed.drain(..).map(|(_, f)| f));
+        let mut seq = 0u64;
+        let frame_max = client.frame_max;
+        let mut out = Outgoing::new();
+        let result: Result<(), String> = async {
+            loop {
+                while let Some(f) = resend.pop_front() {
+                    seq += 1;
+                    publish(&mut out, &f, frame_max);
+                    unconfirmed.push_back((seq, f));
+                }
+                if !out.is_empty() {
+                    client.writer.write(&mut out).await.map_err(|e| e.to_string())?;
+                }
+                tokio::select! {
+                    f = rx.recv() => {
+                        let Some(f) = f else { return Ok(()) };
+                        resend.push_back(f);
+                        // Batch what is already waiting into the same write.
+                        while resend.len() < 256 {
+                            match rx.try_recv() {
+                                Ok(f) => resend.push_back(f),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    frame = client.reader.frame() => {
+                        let frame = frame.map_err(|e| e.to_string())?;
+                        if frame.kind != FRAME_METHOD {
+                            continue;
+                        }
+                        let Some((tag, multiple)) = crate::client::confirm_tag(&frame.payload) else {
+                            continue;
+                        };
+                        let ack = frame.payload.get(2..4) == Some(&[0, 80][..]);
+                        while unconfirmed.front().is_some_and(|(s, _)| *s == tag || (multiple && *s <= tag)) {
+                            let (_, f) = unconfirmed.pop_front().expect("checked");
+                            if ack {
+                                if let Some(j) = &journal {
+                                    j.complete_external(f.ticket);
+                                }
+                            } else {
+                                // Refused for now (e.g. reject-publish): offer it again.
+                                resend.push_back(f);
+                            }
+                        }
+                        if !ack {
+                            tokio::time::sleep(RETRY).await;
+                        }
+                    }
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!("link to {home} for forwarding lost ({e}); reconnecting");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+fn publish(out: &mut Outgoing, f: &Forward, frame_max: u32) {
+    // Straight to the queue through the home node's default exchange; the stand-in already
+    // did the routing here.
+    out.publish(1, "", &f.queue, false);
+    out.content(1, &f.msg.raw_properties, &f.msg.body, frame_max);
+}
+
+/// Pulls deliveries from the home node into the stand-in while it has consumers.
+async fn pull(queue: Weak<Queue>) {
+    loop {
+        let Some(q) = queue.upgrade() else { return };
+        let Some(r) = q.remote.as_ref() else { return };
+        if q.is_deleted() || !q.has_consumers() {
+            r.pulling.store(false, Ordering::Release);
+            // A consumer may have arrived between the check and the flag.
+            if q.has_consumers() && !r.pulling.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            return;
+        }
+        let Some(broker) = q.vhost_ref.upgrade().and_then(|v| v.broker()) else {
+            return;
+        };
+        let generation = r.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let client = connect(&broker, &r.home, &q.vhost).await;
+        drop(broker);
+        let result = match client {
+            Ok(c) => pull_from(&q, c, generation).await,
+            Err(e) => Err(e),
+        };
+        // Whatever the home node had delivered is back in its queue now.
+        drop(q.take_ready());
+        match result {
+            Ok(()) => continue,
+            Err(e) => {
+                tracing::debug!("pulling queue '{}' from {}: {e}", q.name, r.home);
+                drop(q);
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+/// One connection's worth of pulling; `Ok` when the stand-in has no consumers any more.
+async fn pull_from(q: &Arc<Queue>, mut client: Client, generation: u64) -> Result<(), String> {
+    let r = q.remote.as_ref().expect("a stand-in");
+    let e = |e: crate::client::Error| e.to_string();
+    client
+        .call(AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+            prefetch_count: PULL_PREFETCH,
+            global: false,
+        })))
+        .await
+        .map_err(e)?;
+    client
+        .call(AMQPClass::Basic(basic::AMQPMethod::Consume(
+            basic::Consume {
+                queue: ShortString::from(q.name.clone()),
+                consumer_tag: ShortString::from("warren-node-link"),
+                no_local: false,
+                no_ack: false,
+                exclusive: false,
+                nowait: false,
+                arguments: FieldTable::default(),
+            },
+        )))
+        .await
+        .map_err(e)?;
+    let mut incoming: Option<(u64, bool, String, String, Option<ContentHeader>, BytesMut)> = None;
+    let mut out = Outgoing::new();
+    loop {
+        tokio::select! {
+            frame = client.reader.frame() => {
+                let f = frame.map_err(e)?;
+                match f.kind {
+                    FRAME_METHOD => match warren_amqp::method::decode(&f.payload).map_err(|x| x.to_string())? {
+                        AMQPClass::Basic(basic::AMQPMethod::Deliver(d)) => {
+                            incoming = Some((d.delivery_tag, d.redelivered, d.exchange.to_string(), d.routing_key.to_string(), None, BytesMut::new()));
+                        }
+                        AMQPClass::Basic(basic::AMQPMethod::Cancel(_)) => {
+                            return Err("the home node cancelled (queue deleted)".into());
+                        }
+                        _ => {}
+                    },
+                    FRAME_HEADER => {
+                        if let Some(m) = incoming.as_mut() {
+                            m.4 = Some(ContentHeader::decode(f.payload).map_err(|_| "bad content header")?);
+                        }
+                    }
+                    FRAME_BODY => {
+                        if let Some(m) = incoming.as_mut() {
+                            m.5.extend_from_slice(&f.payload);
+                        }
+                    }
+                    _ => {}
+                }
+                let complete = incoming
+                    .as_ref()
+                    .is_some_and(|m| m.4.as_ref().is_some_and(|h| m.5.len() as u64 >= h.body_size));
+                if complete {
+                    let (tag, redelivered, exchange, routing_key, header, body) = incoming.take().expect("complete");
+                    let header = header.expect("complete");
+                    let msg = Arc::new(Message {
+                        exchange,
+                        routing_key,
+                        raw_properties: header.raw_properties,
+                        properties: header.properties,
+                        body: Bytes::from(body),
+                    });
+                    q.push_remote((generation << TAG_BITS) | tag, redelivered, msg);
+                }
+            }
+            _ = r.wake.notified() => {}
+        }
+        let settles = std::mem::take(&mut *r.settles.lock());
+        for (id, s) in settles {
+            if id >> TAG_BITS != generation {
+                continue;
+            }
+            let tag = id & ((1u64 << TAG_BITS) - 1);
+            let m = match s {
+                Settle::Ack => AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                    delivery_tag: tag,
+                    multiple: false,
+                })),
+                Settle::Reject => AMQPClass::Basic(basic::AMQPMethod::Reject(basic::Reject {
+                    delivery_tag: tag,
+                    requeue: false,
+                })),
+            };
+            out.method(1, &m);
+        }
+        let done = q.is_deleted() || !q.has_consumers();
+        if done {
+            // Hand back what is still waiting here, then leave.
+            for entry in q.take_ready() {
+                if entry.id >> TAG_BITS == generation {
+                    let tag = entry.id & ((1u64 << TAG_BITS) - 1);
+                    out.method(
+                        1,
+                        &AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack {
+                            delivery_tag: tag,
+                            multiple: false,
+                            requeue: true,
+                        })),
+                    );
+                }
+            }
+        }
+        if !out.is_empty() {
+            client.writer.write(&mut out).await.map_err(e)?;
+        }
+        if done {
+            return Ok(());
+        }
+    }
+}
