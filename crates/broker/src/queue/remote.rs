@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, Notify};
 use warren_amqp::content::ContentHeader;
 use warren_amqp::frame::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
 use warren_amqp::outgoing::Outgoing;
-use warren_amqp::{basic, confirm, AMQPClass, FieldTable, ShortString};
+use warren_amqp::{basic, confirm, connection, AMQPClass, FieldTable, ShortString};
 
 use super::{Enqueued, Queue};
 use crate::broker::Broker;
@@ -419,10 +419,31 @@ async fn pull_from(q: &Arc<Queue>, mut client: Client, generation: u64) -> Resul
                 }
             }
         }
+        if done {
+            // Close properly: dropping the socket with deliveries unread would reset it,
+            // and the home node could lose the acks written just before.
+            out.method(
+                0,
+                &AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+                    reply_code: 200,
+                    reply_text: ShortString::from("no consumers left"),
+                    class_id: 0,
+                    method_id: 0,
+                })),
+            );
+        }
         if !out.is_empty() {
             client.writer.write(&mut out).await.map_err(e)?;
         }
         if done {
+            let close_ok = async {
+                while let Ok(f) = client.reader.frame().await {
+                    if f.kind == FRAME_METHOD && f.payload.get(..4) == Some(&[0, 10, 0, 51][..]) {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), close_ok).await;
             return Ok(());
         }
     }
