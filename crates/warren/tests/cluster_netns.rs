@@ -18,13 +18,20 @@ const PREFIX: &str = "wcl";
 const HOSTS: [&str; 3] = ["hadoop100", "hadoop101", "hadoop102"];
 
 fn sh(args: &[&str]) {
-    let st = Command::new(args[0]).args(&args[1..]).status().expect(args[0]);
+    let st = Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .expect(args[0]);
     assert!(st.success(), "{args:?} failed");
 }
 
 fn can_run() -> bool {
-    let uid = Command::new("id").arg("-u").output().map(|o| o.stdout);
-    if uid.as_deref().map(|u| String::from_utf8_lossy(u).trim().to_string()) != Ok("0".into()) {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if uid != "0" {
         println!("skipping: network-namespace tests need root");
         return false;
     }
@@ -85,7 +92,11 @@ impl Lab {
             // `ip netns exec` mounts this over /etc/hosts inside the namespace.
             let etc = format!("/etc/netns/{n}");
             std::fs::create_dir_all(&etc).unwrap();
-            std::fs::write(format!("{etc}/hosts"), format!("127.0.0.1 localhost\n{hosts}")).unwrap();
+            std::fs::write(
+                format!("{etc}/hosts"),
+                format!("127.0.0.1 localhost\n{hosts}"),
+            )
+            .unwrap();
         }
         let cookie = dir.join("cookie");
         std::fs::write(&cookie, "NETNSCLUSTERCOOKIE").unwrap();
@@ -165,7 +176,13 @@ impl Lab {
         std::fs::read_to_string(self.dir.join(format!("{}.log", HOSTS[i]))).unwrap_or_default()
     }
 
-    fn eventually(&self, i: usize, args: &[&str], what: &str, pred: impl Fn(&str) -> bool) -> String {
+    fn eventually(
+        &self,
+        i: usize,
+        args: &[&str],
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             let (code, out) = self.ctl(i, args);
@@ -182,11 +199,32 @@ impl Lab {
         }
     }
 
+    fn wait_log(&self, i: usize, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log(i).contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "{} never logged '{text}':\n{}",
+                HOSTS[i],
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Cuts (or restores) host `i`'s only link.
     fn link(&self, i: usize, up: bool) {
         let port = format!("v{i}");
         let state = if up { "up" } else { "down" };
-        sh(&["ip", "-n", &format!("{PREFIX}br"), "link", "set", &port, state]);
+        sh(&[
+            "ip",
+            "-n",
+            &format!("{PREFIX}br"),
+            "link",
+            "set",
+            &port,
+            state,
+        ]);
     }
 }
 
@@ -196,8 +234,8 @@ impl Drop for Lab {
             self.kill9(i);
         }
         if std::thread::panicking() {
-            for i in 0..3 {
-                eprintln!("===== {} =====\n{}", HOSTS[i], self.log(i));
+            for (i, host) in HOSTS.iter().enumerate() {
+                eprintln!("===== {host} =====\n{}", self.log(i));
             }
         }
         cleanup();
@@ -225,17 +263,32 @@ fn three_hosts_join_fail_and_heal_a_partition() {
         lab.ok(i, &["start_app"]);
     }
     for i in 0..3 {
-        lab.eventually(i, &["cluster_status", "--formatter", "json"], "all three running", |o| {
-            running(o) == 3
-        });
+        lab.eventually(
+            i,
+            &["cluster_status", "--formatter", "json"],
+            "all three running",
+            |o| running(o) == 3,
+        );
     }
-    lab.ok(1, &["set_policy", "ha-two", "^mirror", r#"{"ha-mode":"exactly","ha-params":2}"#]);
-    lab.eventually(2, &["list_policies"], "policy on every host", |o| o.contains("ha-two"));
+    lab.ok(
+        1,
+        &[
+            "set_policy",
+            "ha-two",
+            "^mirror",
+            r#"{"ha-mode":"exactly","ha-params":2}"#,
+        ],
+    );
+    lab.eventually(2, &["list_policies"], "policy on every host", |o| {
+        o.contains("ha-two")
+    });
 
     // kill -9 of one host's node: the other two keep accepting changes.
     lab.kill9(1);
     lab.ok(0, &["add_vhost", "while-101-is-down"]);
-    lab.eventually(2, &["list_vhosts"], "change seen", |o| o.contains("while-101-is-down"));
+    lab.eventually(2, &["list_vhosts"], "change seen", |o| {
+        o.contains("while-101-is-down")
+    });
     lab.start(1);
     lab.eventually(1, &["list_vhosts"], "restarted host caught up", |o| {
         o.contains("while-101-is-down")
@@ -246,12 +299,14 @@ fn three_hosts_join_fail_and_heal_a_partition() {
     lab.eventually(2, &["cluster_status"], "isolated host pauses", |o| {
         o.contains("cannot reach a majority")
     });
-    assert!(lab.log(2).contains("stops serving clients"), "{}", lab.log(2));
+    lab.wait_log(2, "stops serving clients");
     let (code, out) = lab.ctl(2, &["add_vhost", "minority-side"]);
     assert_ne!(code, 0, "no change on the minority side: {out}");
     // The majority keeps working.
     lab.ok(0, &["add_vhost", "during-partition"]);
-    lab.eventually(1, &["list_vhosts"], "majority side", |o| o.contains("during-partition"));
+    lab.eventually(1, &["list_vhosts"], "majority side", |o| {
+        o.contains("during-partition")
+    });
     // Healed: all three agree, and the isolated host serves again.
     lab.link(2, true);
     lab.eventually(2, &["list_vhosts"], "healed host caught up", |o| {
@@ -260,10 +315,13 @@ fn three_hosts_join_fail_and_heal_a_partition() {
     lab.eventually(2, &["cluster_status"], "healed host serves", |o| {
         !o.contains("cannot reach a majority")
     });
-    assert!(lab.log(2).contains("serving clients"), "{}", lab.log(2));
+    lab.wait_log(2, "reachable again: serving clients");
     for i in 0..3 {
-        lab.eventually(i, &["cluster_status", "--formatter", "json"], "all three running again", |o| {
-            running(o) == 3
-        });
+        lab.eventually(
+            i,
+            &["cluster_status", "--formatter", "json"],
+            "all three running again",
+            |o| running(o) == 3,
+        );
     }
 }
