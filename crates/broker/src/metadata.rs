@@ -146,6 +146,9 @@ pub trait Metadata: Send + Sync {
 
     /// Where `node` accepts AMQP connections (for forwarding to the queues it holds).
     fn node_amqp_address(&self, node: &str) -> Option<(String, u16)>;
+
+    /// Whether `node`'s broker application answered recently.
+    fn node_is_up(&self, node: &str) -> bool;
 }
 
 /// Applies one change to this node's state. Errors are the AMQP errors a client sees.

@@ -33,7 +33,12 @@ pub struct Group {
     pub me: Peer,
     pub id: u64,
     cookie: String,
+    /// When each other member's application last answered a ping.
+    alive: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// A member whose application has not answered for this long counts as down.
+const LIVENESS: Duration = Duration::from_secs(3);
 
 /// The broker's handle on the group (the broker holds this; the group holds no broker).
 pub struct GroupMetadata(pub Arc<Group>);
@@ -42,6 +47,17 @@ impl Metadata for GroupMetadata {
     fn submit(&self, op: MetaOp) -> Pin<Box<dyn Future<Output = MetaResult> + Send>> {
         let g = self.0.clone();
         Box::pin(async move { g.write(Command::Meta(op)).await })
+    }
+
+    fn node_is_up(&self, node: &str) -> bool {
+        node == self.0.me.name
+            || self
+                .0
+                .alive
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(node)
+                .is_none_or(|t| t.elapsed() < LIVENESS)
     }
 
     fn node_amqp_address(&self, node: &str) -> Option<(String, u16)> {
@@ -88,7 +104,9 @@ impl Group {
             me: me.clone(),
             id,
             cookie,
+            alive: Default::default(),
         });
+        tokio::spawn(ping_members(Arc::downgrade(&g)));
         let fresh = !g.raft.is_initialized().await.map_err(crate::raft::io_err)?;
         if fresh && !joining {
             g.raft
@@ -313,7 +331,8 @@ impl Group {
     pub fn has_majority(&self, within: Duration) -> bool {
         use openraft::Instant;
         let m = self.metrics();
-        if m.membership_config.voter_ids().count() <= 1 {
+        let voters: Vec<u64> = m.membership_config.voter_ids().collect();
+        if voters == [self.id] {
             return true;
         }
         match m.current_leader {
@@ -334,6 +353,36 @@ impl Group {
 
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
+    }
+}
+
+/// Pings every other member's cluster port each second and records whose application runs.
+async fn ping_members(group: std::sync::Weak<Group>) {
+    loop {
+        let Some(g) = group.upgrade() else { return };
+        let req = json!({"cluster": "ping"});
+        for (p, _) in g.members() {
+            if p.name == g.me.name {
+                continue;
+            }
+            // A member seen for the first time gets the benefit of the doubt.
+            g.alive
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(p.name.clone())
+                .or_insert_with(std::time::Instant::now);
+            let ping = call_once(&p.addr, &g.cookie, &g.me.name, &req);
+            if let Ok(Ok(v)) = tokio::time::timeout(Duration::from_millis(900), ping).await {
+                if v["running"].as_bool() == Some(true) {
+                    g.alive
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(p.name.clone(), std::time::Instant::now());
+                }
+            }
+        }
+        drop(g);
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -249,6 +249,38 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
 
     // kill -9 of one node of three: the other two accept metadata changes.
     a.kill9();
+    // A queue whose home node is down says so, as RabbitMQ does.
+    let conn_c = c.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ch = conn_c.create_channel().await.unwrap();
+        let r = ch
+            .basic_consume(
+                "mirror_hello".into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await;
+        if let Err(e) = r {
+            assert_eq!(common::reply_code(&e), Some(404), "{e}");
+            let text = common::reply_text(&e);
+            assert!(
+                text.contains(&format!(
+                    "home node '{}' of durable queue 'mirror_hello'",
+                    a.name()
+                )) && text.contains("is down or inaccessible"),
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "consuming from a queue whose home is down kept succeeding"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    drop(conn_c);
     ok(&b, &["add_vhost", "after-kill"]);
     eventually(&c, &["list_vhosts"], "vhost replicated", |o| {
         o.contains("after-kill")
@@ -388,4 +420,87 @@ async fn a_survivor_without_majority_stops_serving_until_told_the_others_are_gon
     assert_eq!(status(&a)["disk_nodes"], serde_json::json!([a.name()]));
     let conn = a.connect().await;
     assert!(conn.status().connected());
+}
+
+/// Whole-cluster restarts in three orders, graceful and `kill -9`: the cluster re-forms with
+/// its metadata and messages whatever the order.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cluster_reforms_after_restarts_in_any_order() {
+    let (a, b, c) = three_node_cluster();
+    let mut nodes = [a, b, c];
+    ok(&nodes[0], &["add_vhost", "kept"]);
+    let conn = nodes[1].connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("kept_q".into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirm = ch
+        .basic_publish(
+            "".into(),
+            "kept_q".into(),
+            BasicPublishOptions::default(),
+            b"kept",
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack());
+    drop(conn);
+    // (stop order, start order, graceful?)
+    let rounds: [([usize; 3], [usize; 3], bool); 3] = [
+        ([0, 1, 2], [0, 1, 2], true), // the last one stopped starts last
+        ([2, 1, 0], [0, 1, 2], true), // the last one stopped starts first
+        ([0, 1, 2], [1, 2, 0], false),
+    ];
+    for (round, (stop, start, graceful)) in rounds.iter().enumerate() {
+        for &i in stop {
+            if *graceful {
+                nodes[i].terminate();
+            } else {
+                nodes[i].kill9();
+            }
+        }
+        for &i in start {
+            nodes[i].spawn();
+        }
+        for n in &nodes {
+            eventually(
+                n,
+                &["cluster_status", "--formatter", "json"],
+                &format!("round {round}: re-formed"),
+                |o| {
+                    serde_json::from_str::<serde_json::Value>(o).is_ok_and(|v| {
+                        v["running_nodes"].as_array().map_or(0, Vec::len) == 3
+                            && v["voters"].as_array().map_or(0, Vec::len) == 3
+                            && v["partitions"] == serde_json::json!({})
+                    })
+                },
+            );
+            eventually(
+                n,
+                &["list_vhosts"],
+                &format!("round {round}: metadata kept"),
+                |o| o.contains("kept"),
+            );
+        }
+        eventually(
+            &nodes[1],
+            &["list_queues", "name", "messages"],
+            &format!("round {round}: message kept"),
+            |o| o.lines().any(|l| l == "kept_q\t1"),
+        );
+        // And it serves: a change goes through on every node.
+        for (i, n) in nodes.iter().enumerate() {
+            ok(n, &["add_vhost", &format!("round-{round}-{i}")]);
+        }
+    }
 }

@@ -177,6 +177,18 @@ impl Channel {
             .queue(name)
             .ok_or_else(|| AmqpError::not_found("queue", name, &ctx.vhost.name))?;
         check_exclusive(&q, ctx.connection_id, &ctx.vhost.name)?;
+        if let Some(home) = &q.home {
+            if !ctx.broker.metadata().is_some_and(|m| m.node_is_up(home)) {
+                return Err(AmqpError::new(
+                    warren_amqp::reply::NOT_FOUND,
+                    format!(
+                        "home node '{home}' of {}queue '{name}' in vhost '{}' is down or inaccessible",
+                        if q.durable { "durable " } else { "" },
+                        ctx.vhost.name
+                    ),
+                ));
+            }
+        }
         Ok(q)
     }
 
