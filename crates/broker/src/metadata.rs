@@ -149,6 +149,18 @@ pub trait Metadata: Send + Sync {
 
     /// Whether `node`'s broker application answered recently.
     fn node_is_up(&self, node: &str) -> bool;
+
+    /// The cluster as this node sees it, for the management API.
+    fn view(&self) -> ClusterView;
+}
+
+/// The cluster's name, its members (name, application running) and whom this node cannot
+/// reach while it lacks a majority (RabbitMQ's `partitions`).
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    pub name: String,
+    pub members: Vec<(String, bool)>,
+    pub partitions: Vec<String>,
 }
 
 /// Applies one change to this node's state. Errors are the AMQP errors a client sees.

@@ -41,12 +41,41 @@ pub struct Group {
 const LIVENESS: Duration = Duration::from_secs(3);
 
 /// The broker's handle on the group (the broker holds this; the group holds no broker).
-pub struct GroupMetadata(pub Arc<Group>);
+pub struct GroupMetadata(pub Arc<Group>, pub std::sync::Weak<Broker>);
 
 impl Metadata for GroupMetadata {
     fn submit(&self, op: MetaOp) -> Pin<Box<dyn Future<Output = MetaResult> + Send>> {
         let g = self.0.clone();
         Box::pin(async move { g.write(Command::Meta(op)).await })
+    }
+
+    fn view(&self) -> warren_broker::metadata::ClusterView {
+        let g = &self.0;
+        let members: Vec<(String, bool)> = g
+            .members()
+            .into_iter()
+            .map(|(p, _)| {
+                let up = self.node_is_up(&p.name);
+                (p.name, up)
+            })
+            .collect();
+        let partitions = if g.has_majority(LIVENESS) {
+            Vec::new()
+        } else {
+            members
+                .iter()
+                .filter(|(n, _)| *n != g.me.name)
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        warren_broker::metadata::ClusterView {
+            name: self
+                .1
+                .upgrade()
+                .map_or_else(|| g.me.name.clone(), |b| g.cluster_name(&b)),
+            members,
+            partitions,
+        }
     }
 
     fn node_is_up(&self, node: &str) -> bool {
@@ -129,7 +158,7 @@ impl Group {
                 .map_err(|(_, e)| crate::raft::io_err(e))?;
             tracing::info!("formed a new cluster with this node ({})", me.name);
         }
-        broker.set_metadata(Arc::new(GroupMetadata(g.clone())));
+        broker.set_metadata(Arc::new(GroupMetadata(g.clone(), Arc::downgrade(broker))));
         Ok(g)
     }
 

@@ -97,6 +97,25 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
         assert!(disk.contains(&n.name().as_str()), "{st}");
     }
     assert_eq!(st["partitions"], serde_json::json!({}));
+    // The management API shows every member and the cluster's name.
+    let (code, body) = common::http(&c, "GET", "/api/nodes", None);
+    assert_eq!(code, 200, "{body}");
+    let nodes: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for n in [&a, &b, &c] {
+        assert!(
+            nodes
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["name"] == n.name().as_str() && x["running"] == true),
+            "{body}"
+        );
+    }
+    let (_, body) = common::http(&b, "GET", "/api/overview", None);
+    assert!(
+        body.contains(&format!("\"cluster_name\":\"{}\"", a.name())),
+        "{body}"
+    );
     let text = ok(&c, &["cluster_status"]);
     assert!(
         text.contains("Disk Nodes") && text.contains("Running Nodes"),
@@ -281,6 +300,8 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     drop(conn_c);
+    let (_, body) = common::http(&c, "GET", &format!("/api/nodes/{}", a.name()), None);
+    assert!(body.contains("\"running\":false"), "{body}");
     ok(&b, &["add_vhost", "after-kill"]);
     eventually(&c, &["list_vhosts"], "vhost replicated", |o| {
         o.contains("after-kill")

@@ -1,6 +1,6 @@
 //! `/api/nodes` and `/api/nodes/{name}`: this node as RabbitMQ's node object (memory, disk,
-//! file descriptors, sockets, uptime, partitions, listeners). Warren answers for a single
-//! node here; the cluster crate adds its peers when clustering lands.
+//! file descriptors, sockets, uptime, partitions, listeners), and every other cluster member,
+//! running or not, with what this node knows of it (name, type, running).
 
 use std::sync::Arc;
 
@@ -69,7 +69,7 @@ fn node_json(b: &Broker, info: &NodeInfo) -> Value {
         "proc_used": ps.threads,
         "processors": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "uptime": info.started.elapsed().as_millis() as u64,
-        "partitions": [],
+        "partitions": b.metadata().map_or_else(Vec::new, |m| m.view().partitions),
         "cluster_links": [],
         "being_drained": false,
         "rates_mode": "basic",
@@ -86,7 +86,22 @@ pub async fn list(
     Extension(info): Extension<Arc<NodeInfo>>,
     _u: User,
 ) -> Json<Vec<Value>> {
-    Json(vec![node_json(&b, &info)])
+    let mut nodes = vec![node_json(&b, &info)];
+    if let Some(m) = b.metadata() {
+        for (name, running) in m.view().members {
+            if name != b.config.node_name {
+                nodes.push(peer_json(&name, running));
+            }
+        }
+    }
+    nodes.sort_by(|x, y| x["name"].as_str().cmp(&y["name"].as_str()));
+    Json(nodes)
+}
+
+/// Another cluster member: what this node knows without asking it.
+fn peer_json(name: &str, running: bool) -> Value {
+    json!({"name": name, "type": "disc", "running": running, "partitions": [],
+           "exchange_types": exchange_types(), "rates_mode": "basic"})
 }
 
 pub async fn show(
@@ -95,8 +110,14 @@ pub async fn show(
     _u: User,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if name != b.config.node_name {
-        return Err(ApiError::not_found());
+    if name == b.config.node_name {
+        return Ok(Json(node_json(&b, &info)));
     }
-    Ok(Json(node_json(&b, &info)))
+    let peer = b
+        .metadata()
+        .and_then(|m| m.view().members.into_iter().find(|(n, _)| *n == name));
+    match peer {
+        Some((n, running)) => Ok(Json(peer_json(&n, running))),
+        None => Err(ApiError::not_found()),
+    }
 }

@@ -35,7 +35,7 @@ pub async fn overview(
         .map(|c| c.live.channels().len())
         .sum();
     Json(json!({
-        "cluster_name": b.config.node_name,
+        "cluster_name": b.metadata().map_or_else(|| b.config.node_name.clone(), |m| m.view().name),
         "node": b.config.node_name,
         "product_name": "Warren",
         "product_version": env!("CARGO_PKG_VERSION"),
