@@ -189,14 +189,25 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
         .await
         .unwrap_err();
     assert_eq!(common::reply_code(&e), Some(406), "{e}");
-    // basic.get on another node's queue is not done yet: a clear 404.
+    // basic.get on another node's queue fetches from its home node; a reject requeues it
+    // there.
     let ch_c = conn_c.create_channel().await.unwrap();
-    let e = ch_c
+    let got = ch_c
         .basic_get("mirror_hello".into(), BasicGetOptions::default())
         .await
-        .unwrap_err();
-    assert_eq!(common::reply_code(&e), Some(404), "{e}");
-    assert!(common::reply_text(&e).contains(&a.name()), "{e}");
+        .unwrap()
+        .expect("a message from the home node");
+    assert_eq!(&got.delivery.data[..], b"one");
+    got.delivery
+        .reject(lapin::options::BasicRejectOptions { requeue: true })
+        .await
+        .unwrap();
+    eventually(
+        &a,
+        &["list_queues", "name", "messages"],
+        "get then requeue through c",
+        |o| o.lines().any(|l| l == "mirror_hello\t1"),
+    );
     // Publishing through c reaches the queue on a; c confirms once a has confirmed.
     let ch_c = conn_c.create_channel().await.unwrap();
     ch_c.confirm_select(ConfirmSelectOptions::default())

@@ -1,5 +1,7 @@
-//! Metadata methods on a clustered node: `exchange.declare`, `queue.bind` and the rest are
-//! proposed to the cluster's metadata group instead of applied in place.
+//! Methods a clustered node cannot answer on the spot: metadata changes (`exchange.declare`,
+//! `queue.bind` and the rest, proposed to the cluster's metadata group instead of applied in
+//! place), and `basic.get`/`queue.purge` on a queue whose home is another node (passed on
+//! through the stand-in's link, see `queue::remote`).
 //!
 //! A channel method cannot wait (it runs inside the connection's frame loop), so it leaves a
 //! `PendingMeta` behind; the connection submits it, waits for the commit with no channel
@@ -10,9 +12,13 @@
 use warren_amqp::reply::AmqpError;
 use warren_amqp::{exchange, queue, AMQPClass, ShortString};
 
+use std::sync::Arc;
+
 use super::{Channel, Ctx};
 use crate::json;
 use crate::metadata::{MetaOp, MetaReply};
+use crate::queue::remote::{Answer, Request};
+use crate::queue::Queue;
 use crate::vhost::Binding;
 
 /// A proposed change and what to answer once it is decided.
@@ -21,6 +27,15 @@ pub struct PendingMeta {
     pub op: MetaOp,
     pub then: Then,
     /// The method's class and id, for the error's `channel.close`.
+    pub method: (u16, u16),
+}
+
+/// A `basic.get` or purge waiting for a queue's home node.
+pub struct PendingRemote {
+    pub channel: u16,
+    pub queue: Arc<Queue>,
+    pub request: Request,
+    pub no_ack_or_nowait: bool,
     pub method: (u16, u16),
 }
 
@@ -102,6 +117,75 @@ impl Channel {
             }
         };
         self.reply(ctx, m);
+        Ok(())
+    }
+}
+
+impl Channel {
+    /// Leaves a request to the home node of stand-in `queue` for the connection.
+    pub(super) fn defer_remote(
+        &mut self,
+        ctx: &Ctx<'_>,
+        queue: Arc<Queue>,
+        request: Request,
+        no_ack_or_nowait: bool,
+        method: (u16, u16),
+    ) {
+        *ctx.pending_remote.borrow_mut() = Some(PendingRemote {
+            channel: self.id,
+            queue,
+            request,
+            no_ack_or_nowait,
+            method,
+        });
+    }
+
+    /// Answers a `basic.get` or purge once the home node did its part.
+    pub fn complete_remote(
+        &mut self,
+        ctx: &Ctx<'_>,
+        p: PendingRemote,
+        outcome: Result<Answer, String>,
+    ) -> Result<(), AmqpError> {
+        let q = &p.queue;
+        let answer = outcome.map_err(|e| {
+            AmqpError::new(
+                warren_amqp::reply::NOT_FOUND,
+                format!(
+                    "home node '{}' of queue '{}' in vhost '{}' is down or inaccessible ({e})",
+                    q.home.as_deref().unwrap_or("?"),
+                    q.name,
+                    q.vhost
+                ),
+            )
+        })?;
+        match (p.request, answer) {
+            (Request::Get, Answer::Message(entry)) => {
+                let no_ack = p.no_ack_or_nowait;
+                let left = q.adopt(&entry, no_ack);
+                self.link.record_get(q, &entry, no_ack, left);
+            }
+            (Request::Get, Answer::Count(_)) => self.reply(
+                ctx,
+                AMQPClass::Basic(warren_amqp::basic::AMQPMethod::GetEmpty(
+                    warren_amqp::basic::GetEmpty {},
+                )),
+            ),
+            (Request::Purge, answer) => {
+                let n = match answer {
+                    Answer::Count(n) => n,
+                    Answer::Message(_) => 0,
+                };
+                if !p.no_ack_or_nowait {
+                    self.reply(
+                        ctx,
+                        AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk {
+                            message_count: n,
+                        })),
+                    );
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -137,15 +137,25 @@ impl Channel {
     pub(super) fn get(&mut self, ctx: &Ctx<'_>, m: basic::Get) -> Result<(), AmqpError> {
         let name = self.queue_name(&m.queue)?;
         ctx.check(Access::Read, "queue", &name)?;
-        let q = self.find_local_queue(ctx, &name)?;
-        match q.get(m.no_ack) {
-            Some((entry, left)) => self.link.record_get(&q, &entry, m.no_ack, left),
+        let q = self.find_queue(ctx, &name)?;
+        if q.home.is_some() {
+            let method = (60, 70);
+            self.defer_remote(ctx, q, crate::queue::remote::Request::Get, m.no_ack, method);
+            return Ok(());
+        }
+        self.get_from(ctx, &q, m.no_ack);
+        Ok(())
+    }
+
+    /// `get-ok` with the queue's head, or `get-empty`.
+    pub(super) fn get_from(&mut self, ctx: &Ctx<'_>, q: &Arc<Queue>, no_ack: bool) {
+        match q.get(no_ack) {
+            Some((entry, left)) => self.link.record_get(q, &entry, no_ack, left),
             None => self.reply(
                 ctx,
                 AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
             ),
         }
-        Ok(())
     }
 
     pub(super) fn qos(&mut self, ctx: &Ctx<'_>, m: basic::Qos) -> Result<(), AmqpError> {

@@ -192,25 +192,6 @@ impl Channel {
         Ok(q)
     }
 
-    /// `find_queue` for operations a stand-in cannot do here yet (`basic.get`, purge).
-    pub(super) fn find_local_queue(
-        &self,
-        ctx: &Ctx<'_>,
-        name: &str,
-    ) -> Result<Arc<Queue>, AmqpError> {
-        let q = self.find_queue(ctx, name)?;
-        if let Some(home) = &q.home {
-            return Err(AmqpError::new(
-                warren_amqp::reply::NOT_FOUND,
-                format!(
-                    "queue '{name}' in vhost '{}' is on node '{home}'; this node does not do this operation on other nodes' queues yet: connect to {home}",
-                    ctx.vhost.name
-                ),
-            ));
-        }
-        Ok(q)
-    }
-
     pub(super) fn queue_declare(
         &mut self,
         ctx: &Ctx<'_>,
@@ -323,7 +304,12 @@ impl Channel {
     pub(super) fn queue_purge(&mut self, ctx: &Ctx<'_>, m: queue::Purge) -> Result<(), AmqpError> {
         let name = self.queue_name(&m.queue)?;
         ctx.check(Access::Read, "queue", &name)?;
-        let q = self.find_local_queue(ctx, &name)?;
+        let q = self.find_queue(ctx, &name)?;
+        if q.home.is_some() {
+            let request = crate::queue::remote::Request::Purge;
+            self.defer_remote(ctx, q, request, m.nowait, (50, 30));
+            return Ok(());
+        }
         let n = q.purge();
         if !m.nowait {
             self.reply(

@@ -39,6 +39,8 @@ pub struct Ctx<'a> {
     pub flow: &'a std::cell::RefCell<Option<Arc<Queue>>>,
     /// A metadata change a channel proposed, for the connection to submit to the cluster.
     pub pending_meta: &'a std::cell::RefCell<Option<clustered::PendingMeta>>,
+    /// A `basic.get` or purge a channel passed to a queue's home node.
+    pub pending_remote: &'a std::cell::RefCell<Option<clustered::PendingRemote>>,
 }
 
 impl Ctx<'_> {

@@ -82,6 +82,7 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
                     session,
                     flow: std::cell::RefCell::new(None),
                     pending_meta: std::cell::RefCell::new(None),
+                    pending_remote: std::cell::RefCell::new(None),
                     live,
                 },
                 channels: HashMap::new(),
@@ -160,6 +161,7 @@ struct Env {
     session: Session,
     flow: std::cell::RefCell<Option<Arc<crate::queue::Queue>>>,
     pending_meta: std::cell::RefCell<Option<crate::channel::clustered::PendingMeta>>,
+    pending_remote: std::cell::RefCell<Option<crate::channel::clustered::PendingRemote>>,
     live: Arc<live::LiveConnection>,
 }
 
@@ -179,6 +181,7 @@ impl Env {
             consumer_cancel_notify: self.session.consumer_cancel_notify,
             flow: &self.flow,
             pending_meta: &self.pending_meta,
+            pending_remote: &self.pending_remote,
         }
     }
 }
@@ -242,6 +245,12 @@ impl Connection {
                         let pending = self.env.pending_meta.borrow_mut().take();
                         if let Some(p) = pending {
                             if let Err(e) = self.finish_meta(p).await {
+                                return End::Error(e);
+                            }
+                        }
+                        let pending = self.env.pending_remote.borrow_mut().take();
+                        if let Some(p) = pending {
+                            if let Err(e) = self.finish_remote(p).await {
                                 return End::Error(e);
                             }
                         }
@@ -512,6 +521,31 @@ impl Connection {
         if let Err(e) = ch.complete_meta(&ctx, p.then, outcome) {
             let e = if e.class_id == 0 {
                 e.on(p.method.0, p.method.1)
+            } else {
+                e
+            };
+            close_channel_with(&ctx, ch, e)?;
+        }
+        Ok(())
+    }
+
+    /// Passes a channel's `basic.get`/purge to the queue's home node and answers it.
+    async fn finish_remote(
+        &mut self,
+        p: crate::channel::clustered::PendingRemote,
+    ) -> Result<(), AmqpError> {
+        let outcome = match p.queue.remote_link() {
+            Some(r) => r.request(&p.queue, p.request).await,
+            None => Err("not a stand-in".into()),
+        };
+        let ctx = self.env.ctx();
+        let Some(ch) = self.channels.get_mut(&p.channel) else {
+            return Ok(());
+        };
+        let method = p.method;
+        if let Err(e) = ch.complete_remote(&ctx, p, outcome) {
+            let e = if e.class_id == 0 {
+                e.on(method.0, method.1)
             } else {
                 e
             };

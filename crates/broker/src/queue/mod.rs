@@ -308,6 +308,9 @@ impl Queue {
         if let Some(r) = &self.remote {
             if !st.remote_settles.is_empty() {
                 r.settle(std::mem::take(&mut st.remote_settles));
+            } else if st.consumers.is_empty() && !st.ready.is_empty() {
+                // Requeued with nobody here to take it: the link hands it back.
+                r.wake();
             }
         }
         if let Some(j) = &self.journal {
@@ -623,7 +626,7 @@ impl Queue {
         self.timer.notify_one();
         self.mirror(&st);
         if let Some(r) = &self.remote {
-            // The link stops pulling (and hands back what it holds) without consumers.
+            // The link stops consuming (and hands back what it holds) without consumers.
             r.wake();
         }
         self.auto_delete && st.had_consumers && st.consumers.is_empty()
@@ -633,7 +636,7 @@ impl Queue {
     /// delivery tag).
     pub(crate) fn push_remote(self: &Arc<Self>, id: u64, redelivered: bool, msg: Arc<Message>) {
         let mut st = self.state();
-        st.ready.push_back(Entry {
+        st.ready.insert_by_id(Entry {
             id,
             msg,
             redelivered,
@@ -651,6 +654,25 @@ impl Queue {
         let all = st.ready.drain_all();
         self.flush(&mut st);
         all
+    }
+
+    /// A message a stand-in fetched for `basic.get` becomes this client's, as `get` would
+    /// have made it; returns the ready count left here.
+    pub fn adopt(&self, e: &Entry, no_ack: bool) -> u32 {
+        let mut st = self.state();
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        if no_ack {
+            self.gone(&mut st, e);
+        } else {
+            st.unacked += 1;
+        }
+        self.flush(&mut st);
+        st.ready.len() as u32
+    }
+
+    /// A stand-in's link to its home node.
+    pub fn remote_link(&self) -> Option<&remote::StandIn> {
+        self.remote.as_ref()
     }
 
     pub fn has_consumers(&self) -> bool {

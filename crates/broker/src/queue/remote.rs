@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, Notify};
 use warren_amqp::content::ContentHeader;
 use warren_amqp::frame::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
 use warren_amqp::outgoing::Outgoing;
-use warren_amqp::{basic, confirm, connection, AMQPClass, FieldTable, ShortString};
+use warren_amqp::{basic, confirm, connection, queue, AMQPClass, FieldTable, ShortString};
 
 use super::{Enqueued, Queue};
 use crate::broker::Broker;
@@ -58,6 +58,7 @@ pub enum Settle {
 pub struct StandIn {
     pub home: String,
     settles: Mutex<Vec<(u64, Settle)>>,
+    requests: Mutex<VecDeque<(Request, Reply)>>,
     wake: Notify,
     pulling: AtomicBool,
     generation: AtomicU64,
@@ -75,6 +76,7 @@ impl StandIn {
         StandIn {
             home: home.to_string(),
             settles: Mutex::new(Vec::new()),
+            requests: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             pulling: AtomicBool::new(false),
             generation: AtomicU64::new(0),
@@ -119,7 +121,8 @@ impl StandIn {
         }
     }
 
-    /// Starts pulling from the home node (a local consumer arrived).
+    /// Starts the link to the home node if it is not running (a local consumer or a
+    /// request arrived).
     pub(super) fn start_pulling(&self, q: &Arc<Queue>) {
         if self.pulling.swap(true, Ordering::AcqRel) {
             self.wake.notify_one();
@@ -277,15 +280,16 @@ fn publish(out: &mut Outgoing, f: &Forward, frame_max: u32) {
     out.content(1, &f.msg.raw_properties, &f.msg.body, frame_max);
 }
 
-/// Pulls deliveries from the home node into the stand-in while it has consumers.
+/// Keeps a link to the home node while the stand-in needs one: it has consumers, messages
+/// out with local clients, or requests (`basic.get`, purge) to pass on.
 async fn pull(queue: Weak<Queue>) {
     loop {
         let Some(q) = queue.upgrade() else { return };
         let Some(r) = q.remote.as_ref() else { return };
-        if q.is_deleted() || !q.has_consumers() {
+        if !r.needed(&q) {
             r.pulling.store(false, Ordering::Release);
-            // A consumer may have arrived between the check and the flag.
-            if q.has_consumers() && !r.pulling.swap(true, Ordering::AcqRel) {
+            // Something may have arrived between the check and the flag.
+            if r.needed(&q) && !r.pulling.swap(true, Ordering::AcqRel) {
                 continue;
             }
             return;
@@ -297,7 +301,7 @@ async fn pull(queue: Weak<Queue>) {
         let client = connect(&broker, &r.home, &q.vhost).await;
         drop(broker);
         let result = match client {
-            Ok(c) => pull_from(&q, c, generation).await,
+            Ok(c) => link(&q, c, generation).await,
             Err(e) => Err(e),
         };
         // Whatever the home node had delivered is back in its queue now.
@@ -305,7 +309,8 @@ async fn pull(queue: Weak<Queue>) {
         match result {
             Ok(()) => continue,
             Err(e) => {
-                tracing::debug!("pulling queue '{}' from {}: {e}", q.name, r.home);
+                tracing::debug!("link for queue '{}' to {}: {e}", q.name, r.home);
+                r.fail_requests(&e);
                 drop(q);
                 tokio::time::sleep(RETRY).await;
             }
@@ -313,10 +318,67 @@ async fn pull(queue: Weak<Queue>) {
     }
 }
 
-/// One connection's worth of pulling; `Ok` when the stand-in has no consumers any more.
-async fn pull_from(q: &Arc<Queue>, mut client: Client, generation: u64) -> Result<(), String> {
+/// A request a stand-in passes to its home node.
+#[derive(Clone, Copy, Debug)]
+pub enum Request {
+    /// Fetch one message (answer: the message, or a count of 0 when the queue is empty).
+    Get,
+    /// Purge the queue there (answer: the number of messages purged).
+    Purge,
+}
+
+/// What the home node answered.
+pub enum Answer {
+    Count(u32),
+    /// A message fetched for `basic.get`, to be adopted by the asking client
+    /// (`Queue::adopt`); it never waits in the stand-in's ready list.
+    Message(super::Entry),
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<Answer, String>>;
+
+impl StandIn {
+    fn needed(&self, q: &Queue) -> bool {
+        !q.is_deleted()
+            && (q.has_consumers() || q.unacked_count() > 0 || !self.requests.lock().is_empty())
+    }
+
+    fn fail_requests(&self, why: &str) {
+        for (_, tx) in self.requests.lock().drain(..) {
+            let _ = tx.send(Err(why.to_string()));
+        }
+    }
+
+    /// Passes `req` to the home node and waits for its answer.
+    pub async fn request(&self, q: &Arc<Queue>, req: Request) -> Result<Answer, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.requests.lock().push_back((req, tx));
+        self.start_pulling(q);
+        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(r)) => r,
+            _ => Err(format!("node {} did not answer", self.home)),
+        }
+    }
+}
+
+/// A message arriving from the home node: (tag, redelivered, exchange, routing key, header,
+/// body so far, answers a `basic.get`).
+struct Incoming {
+    tag: u64,
+    redelivered: bool,
+    exchange: String,
+    routing_key: String,
+    header: Option<ContentHeader>,
+    body: BytesMut,
+    for_get: bool,
+}
+
+/// One connection's worth of linking; `Ok` when the stand-in no longer needs it.
+async fn link(q: &Arc<Queue>, mut client: Client, generation: u64) -> Result<(), String> {
     let r = q.remote.as_ref().expect("a stand-in");
     let e = |e: crate::client::Error| e.to_string();
+    let id_of = |tag: u64| (generation << TAG_BITS) | tag;
+    let tag_of = |id: u64| (id >> TAG_BITS == generation).then_some(id & ((1u64 << TAG_BITS) - 1));
     client
         .call(AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
             prefetch_count: PULL_PREFETCH,
@@ -324,72 +386,71 @@ async fn pull_from(q: &Arc<Queue>, mut client: Client, generation: u64) -> Resul
         })))
         .await
         .map_err(e)?;
-    client
-        .call(AMQPClass::Basic(basic::AMQPMethod::Consume(
-            basic::Consume {
-                queue: ShortString::from(q.name.clone()),
-                consumer_tag: ShortString::from("warren-node-link"),
-                no_local: false,
-                no_ack: false,
-                exclusive: false,
-                nowait: false,
-                arguments: FieldTable::default(),
-            },
-        )))
-        .await
-        .map_err(e)?;
-    let mut incoming: Option<(u64, bool, String, String, Option<ContentHeader>, BytesMut)> = None;
+    let mut consuming = false;
+    let mut incoming: Option<Incoming> = None;
+    let mut outstanding: Option<(Request, Reply)> = None;
+    let mut idle_since: Option<std::time::Instant> = None;
     let mut out = Outgoing::new();
     loop {
-        tokio::select! {
-            frame = client.reader.frame() => {
-                let f = frame.map_err(e)?;
-                match f.kind {
-                    FRAME_METHOD => match warren_amqp::method::decode(&f.payload).map_err(|x| x.to_string())? {
-                        AMQPClass::Basic(basic::AMQPMethod::Deliver(d)) => {
-                            incoming = Some((d.delivery_tag, d.redelivered, d.exchange.to_string(), d.routing_key.to_string(), None, BytesMut::new()));
-                        }
-                        AMQPClass::Basic(basic::AMQPMethod::Cancel(_)) => {
-                            return Err("the home node cancelled (queue deleted)".into());
-                        }
-                        _ => {}
-                    },
-                    FRAME_HEADER => {
-                        if let Some(m) = incoming.as_mut() {
-                            m.4 = Some(ContentHeader::decode(f.payload).map_err(|_| "bad content header")?);
-                        }
-                    }
-                    FRAME_BODY => {
-                        if let Some(m) = incoming.as_mut() {
-                            m.5.extend_from_slice(&f.payload);
-                        }
-                    }
-                    _ => {}
-                }
-                let complete = incoming
-                    .as_ref()
-                    .is_some_and(|m| m.4.as_ref().is_some_and(|h| m.5.len() as u64 >= h.body_size));
-                if complete {
-                    let (tag, redelivered, exchange, routing_key, header, body) = incoming.take().expect("complete");
-                    let header = header.expect("complete");
-                    let msg = Arc::new(Message {
-                        exchange,
-                        routing_key,
-                        raw_properties: header.raw_properties,
-                        properties: header.properties,
-                        body: Bytes::from(body),
-                    });
-                    q.push_remote((generation << TAG_BITS) | tag, redelivered, msg);
-                }
-            }
-            _ = r.wake.notified() => {}
+        let want = q.has_consumers();
+        if want && !consuming {
+            out.method(
+                1,
+                &AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+                    queue: ShortString::from(q.name.clone()),
+                    consumer_tag: ShortString::from("warren-node-link"),
+                    no_local: false,
+                    no_ack: false,
+                    exclusive: false,
+                    nowait: true,
+                    arguments: FieldTable::default(),
+                })),
+            );
+            consuming = true;
+        } else if !want && consuming {
+            out.method(
+                1,
+                &AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                    consumer_tag: ShortString::from("warren-node-link"),
+                    nowait: true,
+                })),
+            );
+            consuming = false;
         }
-        let settles = std::mem::take(&mut *r.settles.lock());
-        for (id, s) in settles {
-            if id >> TAG_BITS != generation {
-                continue;
+        if !want {
+            // Without consumers here, what waits (late deliveries, requeued messages) goes
+            // back to the home node at once, to its place in the queue.
+            for entry in q.take_ready() {
+                if let Some(tag) = tag_of(entry.id) {
+                    out.method(
+                        1,
+                        &AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack {
+                            delivery_tag: tag,
+                            multiple: false,
+                            requeue: true,
+                        })),
+                    );
+                }
             }
-            let tag = id & ((1u64 << TAG_BITS) - 1);
+        }
+        if outstanding.is_none() {
+            if let Some((req, tx)) = r.requests.lock().pop_front() {
+                let m = match req {
+                    Request::Get => AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get {
+                        queue: ShortString::from(q.name.clone()),
+                        no_ack: false,
+                    })),
+                    Request::Purge => AMQPClass::Queue(queue::AMQPMethod::Purge(queue::Purge {
+                        queue: ShortString::from(q.name.clone()),
+                        nowait: false,
+                    })),
+                };
+                out.method(1, &m);
+                outstanding = Some((req, tx));
+            }
+        }
+        for (id, s) in std::mem::take(&mut *r.settles.lock()) {
+            let Some(tag) = tag_of(id) else { continue };
             let m = match s {
                 Settle::Ack => AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
                     delivery_tag: tag,
@@ -402,23 +463,17 @@ async fn pull_from(q: &Arc<Queue>, mut client: Client, generation: u64) -> Resul
             };
             out.method(1, &m);
         }
-        let done = q.is_deleted() || !q.has_consumers();
-        if done {
-            // Hand back what is still waiting here, then leave.
-            for entry in q.take_ready() {
-                if entry.id >> TAG_BITS == generation {
-                    let tag = entry.id & ((1u64 << TAG_BITS) - 1);
-                    out.method(
-                        1,
-                        &AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack {
-                            delivery_tag: tag,
-                            multiple: false,
-                            requeue: true,
-                        })),
-                    );
-                }
-            }
-        }
+        let needed = r.needed(q) || outstanding.is_some() || incoming.is_some();
+        let idle = if needed {
+            idle_since = None;
+            Duration::ZERO
+        } else {
+            idle_since
+                .get_or_insert_with(std::time::Instant::now)
+                .elapsed()
+        };
+        // Linger a little: a client doing get after get reuses the link.
+        let done = q.is_deleted() || idle >= Duration::from_secs(2);
         if done {
             // Close properly: dropping the socket with deliveries unread would reset it,
             // and the home node could lose the acks written just before.
@@ -426,7 +481,7 @@ async fn pull_from(q: &Arc<Queue>, mut client: Client, generation: u64) -> Resul
                 0,
                 &AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
                     reply_code: 200,
-                    reply_text: ShortString::from("no consumers left"),
+                    reply_text: ShortString::from("link no longer needed"),
                     class_id: 0,
                     method_id: 0,
                 })),
@@ -445,6 +500,76 @@ async fn pull_from(q: &Arc<Queue>, mut client: Client, generation: u64) -> Resul
             };
             let _ = tokio::time::timeout(Duration::from_secs(5), close_ok).await;
             return Ok(());
+        }
+        tokio::select! {
+            frame = client.reader.frame() => {
+                let f = frame.map_err(e)?;
+                match f.kind {
+                    FRAME_METHOD => match warren_amqp::method::decode(&f.payload).map_err(|x| x.to_string())? {
+                        AMQPClass::Basic(basic::AMQPMethod::Deliver(d)) => {
+                            incoming = Some(Incoming { tag: d.delivery_tag, redelivered: d.redelivered, exchange: d.exchange.to_string(), routing_key: d.routing_key.to_string(), header: None, body: BytesMut::new(), for_get: false });
+                        }
+                        AMQPClass::Basic(basic::AMQPMethod::GetOk(g)) => {
+                            incoming = Some(Incoming { tag: g.delivery_tag, redelivered: g.redelivered, exchange: g.exchange.to_string(), routing_key: g.routing_key.to_string(), header: None, body: BytesMut::new(), for_get: true });
+                        }
+                        AMQPClass::Basic(basic::AMQPMethod::GetEmpty(_)) => {
+                            if let Some((_, tx)) = outstanding.take() {
+                                let _ = tx.send(Ok(Answer::Count(0)));
+                            }
+                        }
+                        AMQPClass::Queue(queue::AMQPMethod::PurgeOk(p)) => {
+                            if let Some((_, tx)) = outstanding.take() {
+                                let _ = tx.send(Ok(Answer::Count(p.message_count)));
+                            }
+                        }
+                        AMQPClass::Basic(basic::AMQPMethod::Cancel(_)) => {
+                            return Err("the home node cancelled (queue deleted)".into());
+                        }
+                        _ => {}
+                    },
+                    FRAME_HEADER => {
+                        if let Some(m) = incoming.as_mut() {
+                            m.header = Some(ContentHeader::decode(f.payload).map_err(|_| "bad content header")?);
+                        }
+                    }
+                    FRAME_BODY => {
+                        if let Some(m) = incoming.as_mut() {
+                            m.body.extend_from_slice(&f.payload);
+                        }
+                    }
+                    _ => {}
+                }
+                let complete = incoming
+                    .as_ref()
+                    .is_some_and(|m| m.header.as_ref().is_some_and(|h| m.body.len() as u64 >= h.body_size));
+                if complete {
+                    let m = incoming.take().expect("complete");
+                    let header = m.header.expect("complete");
+                    let msg = Arc::new(Message {
+                        exchange: m.exchange,
+                        routing_key: m.routing_key,
+                        raw_properties: header.raw_properties,
+                        properties: header.properties,
+                        body: Bytes::from(m.body),
+                    });
+                    if m.for_get {
+                        let entry = super::Entry { id: id_of(m.tag), msg, redelivered: m.redelivered, priority: 0, expires_at: None, seg: None };
+                        match outstanding.take() {
+                            Some((_, tx)) => {
+                                if let Err(Ok(Answer::Message(e))) = tx.send(Ok(Answer::Message(entry))) {
+                                    // The asker gave up: give the message back.
+                                    q.push_remote(e.id, e.redelivered, e.msg);
+                                }
+                            }
+                            None => q.push_remote(entry.id, entry.redelivered, entry.msg),
+                        }
+                    } else {
+                        q.push_remote(id_of(m.tag), m.redelivered, msg);
+                    }
+                }
+            }
+            _ = r.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)), if !needed => {}
         }
     }
 }

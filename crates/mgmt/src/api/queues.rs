@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 use warren_broker::metadata::MetaOp;
+use warren_broker::queue::remote::{Answer, Request};
 use warren_broker::queue::Queue;
 use warren_broker::vhost::Vhost;
 use warren_broker::Broker;
@@ -137,7 +138,17 @@ pub async fn purge(
     Path((vh, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let v = vhost(&b, &vh)?;
-    v.queue(&name).ok_or_else(ApiError::not_found)?.purge();
+    let q = v.queue(&name).ok_or_else(ApiError::not_found)?;
+    match q.remote_link() {
+        Some(link) => {
+            link.request(&q, Request::Purge)
+                .await
+                .map_err(ApiError::bad_request)?;
+        }
+        None => {
+            q.purge();
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -171,7 +182,19 @@ pub async fn get_messages(
     let mut out = Vec::new();
     let mut taken = Vec::new();
     for _ in 0..count {
-        let Some((entry, left)) = q.get(!requeue) else {
+        let got = match q.remote_link() {
+            // Another node's queue: its home node hands over the next message.
+            Some(link) => match link.request(&q, Request::Get).await {
+                Ok(Answer::Message(e)) => {
+                    let left = q.adopt(&e, !requeue);
+                    Some((e, left))
+                }
+                Ok(Answer::Count(_)) => None,
+                Err(e) => return Err(ApiError::bad_request(e)),
+            },
+            None => q.get(!requeue),
+        };
+        let Some((entry, left)) = got else {
             break;
         };
         let m = &entry.msg;

@@ -596,7 +596,17 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
                 )
             })?;
             if command == "purge_queue" {
-                queue.purge();
+                match queue.remote_link() {
+                    Some(link) => {
+                        let request = warren_broker::queue::remote::Request::Purge;
+                        link.request(&queue, request)
+                            .await
+                            .map_err(|e| Failure(EX_UNAVAILABLE, format!("Error:\n{e}")))?;
+                    }
+                    None => {
+                        queue.purge();
+                    }
+                }
                 Ok((format!("Purging queue '{q}' in vhost '{vh}' ..."), text("")))
             } else {
                 let n = queue.message_count().max(
