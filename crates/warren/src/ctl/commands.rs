@@ -656,7 +656,7 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
                 text(warnings.join("\n")),
             ))
         }
-        "join_cluster" | "forget_cluster_node" | "set_cluster_name" => {
+        "join_cluster" | "forget_cluster_node" | "set_cluster_name" | "force_boot" => {
             super::cluster::execute(app, command, args, opts).await
         }
         "sync_queue" | "cancel_sync_queue" => Err(Failure(
