@@ -53,11 +53,15 @@ fn ns(i: usize) -> String {
 
 fn cleanup() {
     for i in 0..3 {
-        let _ = Command::new("ip").args(["netns", "del", &ns(i)]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &ns(i)])
+            .stderr(Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", ns(i)));
     }
     let _ = Command::new("ip")
         .args(["netns", "del", &format!("{PREFIX}br")])
+        .stderr(Stdio::null())
         .status();
 }
 

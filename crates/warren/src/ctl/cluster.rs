@@ -201,6 +201,15 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
                 .map_err(|(_, e)| Failure(EX_SOFTWARE, format!("{banner}\nError: {e}")))?;
             Ok((banner, text("")))
         }
+        "force_boot" => {
+            // RabbitMQ needs this when the last node to stop cannot start first. Warren nodes
+            // start in any order and wait for a majority, so there is nothing to force; serving
+            // without a majority is `forget_cluster_node --offline`, never implicit.
+            Ok((
+                format!("Forcing boot for node {node} ..."),
+                text("Nothing to do: Warren nodes start in any order and rejoin their cluster. A node that cannot reach a majority waits; if the other nodes are gone for good, stop this node's app and run 'warren ctl forget_cluster_node --offline <node>'."),
+            ))
+        }
         other => Err(Failure(
             EX_USAGE,
             format!("Error: unknown command '{other}'"),
