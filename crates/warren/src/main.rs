@@ -1,5 +1,4 @@
-//! The `warren` binary: one executable for every role (server, lb, vrrp; ctl, perf and up
-//! as they land).
+//! The `warren` binary: one executable for every role (server, lb, vrrp, ctl, perf, up).
 //!
 //! `lb` and `vrrp` take HAProxy's and keepalived's own flags (`-db`, `-sf PID...`), which do
 //! not fit a clap grammar, so their arguments are handed over untouched. Every role builds its
@@ -12,6 +11,7 @@ mod ctl;
 mod daemon;
 mod perf;
 mod server;
+mod up;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -38,11 +38,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// A local 3-node cluster with load balancer and management UI (not built yet).
-    Up {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<OsString>,
-    },
+    /// A local cluster (3 nodes) with the load balancer on 5672 and the management UI.
+    Up(up::UpArgs),
     /// Load generator with RabbitMQ PerfTest's flags (`warren perf -x 1 -y 1 -z 10`).
     #[command(disable_help_flag = true)]
     Perf(Box<perf::PerfArgs>),
@@ -86,11 +83,6 @@ fn main() -> ExitCode {
         Command::Lb { args } => warren_lb::main(args),
         Command::Vrrp { args } => warren_vrrp::main(args),
         Command::Ctl { args } => ctl::main(args),
-        Command::Up { .. } => {
-            eprintln!(
-                "warren up: the local 3-node cluster needs clustering, which Warren does not have yet (issues 6, 7 and 11); run a single node with `warren server`"
-            );
-            ExitCode::from(70)
-        }
+        Command::Up(a) => up::main(a),
     }
 }
