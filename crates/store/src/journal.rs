@@ -23,7 +23,15 @@ pub const SEGMENT_BYTES: u64 = 64 << 20;
 
 struct Inner {
     buf: Vec<u8>,
+    /// The segment that the next record goes to.
     segment: u32,
+    /// Bytes given to `segment` so far (written and buffered).
+    seg_bytes: u64,
+    /// Positions in `buf` where a new segment starts: a record is labelled with the segment
+    /// it will physically be written to, so a segment's live count covers exactly its file.
+    boundaries: Vec<usize>,
+    /// Size at which a segment is full (`SEGMENT_BYTES`; small in tests).
+    segment_bytes: u64,
     /// Epoch of the last append; the journal thread makes epochs durable in order.
     appended: u64,
     closed: bool,
@@ -44,6 +52,31 @@ pub struct Journal {
     /// The highest epoch the journal thread has made durable (its writes, and the empty
     /// epochs of external tickets).
     written: AtomicU64,
+}
+
+/// Assigns the record just encoded at `buf[start..]` to a segment: the current one, or the
+/// next when the current one is full.
+fn place(g: &mut Inner, start: usize) {
+    if g.seg_bytes >= g.segment_bytes {
+        g.segment += 1;
+        g.seg_bytes = 0;
+        g.boundaries.push(start);
+    }
+    g.seg_bytes += (g.buf.len() - start) as u64;
+}
+
+/// Writes and fsyncs; a failure (full disk) is retried: confirms wait rather than lie.
+fn write_durably(file: &File, bytes: &[u8]) {
+    let mut f = file;
+    loop {
+        match f.write_all(bytes).and_then(|_| fdatasync(file)) {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!("journal write failed ({e}); retrying, confirms are held");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
 }
 
 pub fn segment_path(dir: &Path, n: u32) -> PathBuf {
@@ -68,6 +101,9 @@ impl Journal {
             inner: Mutex::new(Inner {
                 buf: Vec::with_capacity(1 << 20),
                 segment: first_segment,
+                seg_bytes: 0,
+                boundaries: Vec::new(),
+                segment_bytes: SEGMENT_BYTES,
                 appended: 0,
                 closed: false,
             }),
@@ -94,7 +130,9 @@ impl Journal {
     /// returns (epoch to wait for, segment holding it).
     fn append_message(&self, encode: impl FnOnce(&mut Vec<u8>)) -> (u64, u32) {
         let mut g = self.inner();
+        let start = g.buf.len();
         encode(&mut g.buf);
+        place(&mut g, start);
         g.appended += 1;
         let (epoch, seg) = (g.appended, g.segment);
         *self
@@ -106,6 +144,11 @@ impl Journal {
         drop(g);
         self.wake.notify_one();
         (epoch, seg)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_segment_bytes(&self, n: u64) {
+        self.inner().segment_bytes = n;
     }
 
     /// An epoch that is durable only once `complete_external` is called for it: lets
@@ -202,7 +245,9 @@ impl Journal {
         }
         let plain: Vec<u64> = ids.iter().map(|(id, _)| *id).collect();
         let mut g = self.inner();
+        let start = g.buf.len();
         record::encode_settle(&mut g.buf, queue, &plain);
+        place(&mut g, start);
         g.appended += 1;
         drop(g);
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
@@ -218,7 +263,9 @@ impl Journal {
     /// Records that a queue and all its messages are gone.
     pub fn drop_queue(&self, queue: &str, ids: &[(u64, u32)]) {
         let mut g = self.inner();
+        let start = g.buf.len();
         record::encode_drop_queue(&mut g.buf, queue);
+        place(&mut g, start);
         g.appended += 1;
         drop(g);
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
@@ -265,8 +312,9 @@ impl Journal {
     }
 
     fn run(self: Arc<Self>, mut file: File) {
-        let mut written: u64 = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut file_segment = self.inner().segment;
         let mut pending: Vec<u8> = Vec::with_capacity(1 << 20);
+        let mut boundaries: Vec<usize> = Vec::new();
         loop {
             let (epoch, closed) = {
                 let mut g = self.inner();
@@ -278,6 +326,7 @@ impl Journal {
                     g = self.wake.wait(g).unwrap_or_else(|e| e.into_inner());
                 }
                 std::mem::swap(&mut g.buf, &mut pending);
+                std::mem::swap(&mut g.boundaries, &mut boundaries);
                 (g.appended, g.closed && pending.is_empty())
             };
             if closed {
@@ -291,42 +340,43 @@ impl Journal {
                 self.publish_synced();
                 continue;
             }
-            // A failed write (full disk) is retried: confirms wait rather than lie.
-            loop {
-                match file.write_all(&pending).and_then(|_| fdatasync(&file)) {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::error!("journal write failed ({e}); retrying, confirms are held");
-                        std::thread::sleep(Duration::from_millis(500));
-                    }
+            // Each piece goes to the segment its records were labelled with.
+            let mut from = 0;
+            for at in boundaries.drain(..).chain(std::iter::once(pending.len())) {
+                if at > from {
+                    write_durably(&file, &pending[from..at]);
                 }
+                if at < pending.len() {
+                    file = self.rotate_to(file_segment + 1, file);
+                    file_segment += 1;
+                }
+                from = at;
             }
-            written += pending.len() as u64;
             pending.clear();
             self.fsyncs.fetch_add(1, Ordering::Relaxed);
             self.written.store(epoch, Ordering::Release);
             self.publish_synced();
-            if written >= SEGMENT_BYTES {
-                match self.rotate() {
-                    Ok(f) => {
-                        file = f;
-                        written = 0;
-                    }
-                    Err(e) => tracing::error!("cannot start a new journal segment: {e}"),
-                }
-            }
         }
     }
 
-    fn rotate(&self) -> std::io::Result<File> {
-        let next = self.inner().segment + 1;
-        let f = OpenOptions::new()
+    /// Opens segment `next` (keeps writing to `current` if that fails: records are never
+    /// lost, only the segment grows) and deletes fully settled older segments.
+    fn rotate_to(&self, next: u32, current: File) -> File {
+        match OpenOptions::new()
             .create(true)
             .append(true)
-            .open(segment_path(&self.dir, next))?;
-        self.inner().segment = next;
-        self.delete_settled_segments(next);
-        Ok(f)
+            .open(segment_path(&self.dir, next))
+        {
+            Ok(f) => {
+                self.delete_settled_segments(next);
+                f
+            }
+            Err(e) => {
+                tracing::error!("cannot start journal segment {next}: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+                self.rotate_to(next, current)
+            }
+        }
     }
 
     /// Deletes the oldest segments whose messages are all settled.

@@ -187,6 +187,35 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Segments rotate while messages arrive: a message that stays must survive whatever
+    /// segment it landed in, however fast the others around it are settled and their
+    /// segments deleted.
+    #[test]
+    fn rotation_under_load_never_deletes_a_live_message() {
+        let dir = tmp("rotate");
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let (j, _) = recover(&dir).unwrap();
+            j.set_segment_bytes(600);
+            for i in 0..3000u64 {
+                j.enqueue("v\0q", 2 * i, "", "q", &[0, 0], b"keep");
+                let (_, seg) = j.enqueue("v\0q", 2 * i + 1, "", "q", &[0, 0], b"gone");
+                j.settle("v\0q", &[(2 * i + 1, seg)]);
+            }
+            j.close();
+        }
+        let segments = list_segments(&dir).len();
+        let (j, rec) = recover(&dir).unwrap();
+        let kept = rec.queues.get("v\0q").map_or(0, |q| q.len());
+        assert_eq!(
+            kept, 3000,
+            "live messages lost ({segments} segments on disk)"
+        );
+        assert!(segments > 10, "the test must rotate: {segments} segments");
+        j.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn torn_tail_is_truncated_and_reported() {
         let dir = tmp("torn");
