@@ -347,7 +347,7 @@ impl Journal {
                     write_durably(&file, &pending[from..at]);
                 }
                 if at < pending.len() {
-                    file = self.rotate_to(file_segment + 1, file);
+                    file = self.rotate_to(file_segment + 1);
                     file_segment += 1;
                 }
                 from = at;
@@ -359,27 +359,27 @@ impl Journal {
         }
     }
 
-    /// Opens segment `next` (keeps writing to `current` if that fails: records are never
-    /// lost, only the segment grows) and deletes fully settled older segments.
-    fn rotate_to(&self, next: u32, current: File) -> File {
-        match OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(segment_path(&self.dir, next))
-        {
-            Ok(f) => {
-                self.delete_settled_segments(next);
-                f
-            }
-            Err(e) => {
-                tracing::error!("cannot start journal segment {next}: {e}; retrying");
-                std::thread::sleep(Duration::from_millis(500));
-                self.rotate_to(next, current)
+    /// Opens segment `next` (retrying while that fails: records wait, never go elsewhere) and
+    /// deletes fully settled older segments.
+    fn rotate_to(&self, next: u32) -> File {
+        loop {
+            match OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(segment_path(&self.dir, next))
+            {
+                Ok(f) => {
+                    self.delete_settled_segments(next);
+                    return f;
+                }
+                Err(e) => {
+                    tracing::error!("cannot start journal segment {next}: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
             }
         }
     }
 
-    /// Deletes the oldest segments whose messages are all settled.
     fn delete_settled_segments(&self, current: u32) {
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let oldest_on_disk = list_segments(&self.dir).into_iter().next();
