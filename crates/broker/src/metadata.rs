@@ -94,22 +94,8 @@ pub enum MetaOp {
         vhost: String,
         name: String,
     },
-    Bind {
-        vhost: String,
-        source: String,
-        destination: String,
-        destination_is_queue: bool,
-        routing_key: String,
-        arguments: Value,
-    },
-    Unbind {
-        vhost: String,
-        source: String,
-        destination: String,
-        destination_is_queue: bool,
-        routing_key: String,
-        arguments: Value,
-    },
+    Bind(BindingOp),
+    Unbind(BindingOp),
     /// A definitions document (RabbitMQ's format), merged as `import_definitions` does.
     Import {
         definitions: Value,
@@ -119,6 +105,40 @@ pub enum MetaOp {
     DropTransientQueuesOf {
         node: String,
     },
+}
+
+/// A binding as a change names it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BindingOp {
+    pub vhost: String,
+    pub source: String,
+    pub destination: String,
+    pub destination_is_queue: bool,
+    pub routing_key: String,
+    pub arguments: Value,
+}
+
+impl BindingOp {
+    pub fn new(vhost: &str, b: Binding) -> BindingOp {
+        BindingOp {
+            vhost: vhost.to_string(),
+            source: b.source,
+            destination: b.destination,
+            destination_is_queue: b.destination_is_queue,
+            routing_key: b.routing_key,
+            arguments: json::table(&b.arguments),
+        }
+    }
+
+    fn binding(&self) -> Binding {
+        Binding {
+            source: self.source.clone(),
+            destination: self.destination.clone(),
+            destination_is_queue: self.destination_is_queue,
+            routing_key: self.routing_key.clone(),
+            arguments: json::to_table(&self.arguments),
+        }
+    }
 }
 
 /// What a successful change reports back.
@@ -321,38 +341,12 @@ fn apply_inner(b: &Arc<Broker>, op: &MetaOp) -> Result<MetaReply, AmqpError> {
                 warnings: Vec::new(),
             })
         }
-        MetaOp::Bind {
-            vhost,
-            source,
-            destination,
-            destination_is_queue,
-            routing_key,
-            arguments,
-        } => {
-            need_vhost(b, vhost)?.bind(Binding {
-                source: source.clone(),
-                destination: destination.clone(),
-                destination_is_queue: *destination_is_queue,
-                routing_key: routing_key.clone(),
-                arguments: json::to_table(arguments),
-            })?;
+        MetaOp::Bind(op) => {
+            need_vhost(b, &op.vhost)?.bind(op.binding())?;
             created(true)
         }
-        MetaOp::Unbind {
-            vhost,
-            source,
-            destination,
-            destination_is_queue,
-            routing_key,
-            arguments,
-        } => {
-            need_vhost(b, vhost)?.unbind(&Binding {
-                source: source.clone(),
-                destination: destination.clone(),
-                destination_is_queue: *destination_is_queue,
-                routing_key: routing_key.clone(),
-                arguments: json::to_table(arguments),
-            })?;
+        MetaOp::Unbind(op) => {
+            need_vhost(b, &op.vhost)?.unbind(&op.binding())?;
             created(false)
         }
         MetaOp::Import { definitions } => {

@@ -62,6 +62,39 @@ fn running_nodes(n: &Node) -> usize {
     status(n)["running_nodes"].as_array().map_or(0, Vec::len)
 }
 
+/// A confirming channel on `n` with the durable queue `queue` declared.
+async fn confirming_channel(n: &Node, queue: &str) -> (lapin::Connection, lapin::Channel) {
+    let conn = n.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(queue.into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    (conn, ch)
+}
+
+/// Publishes a persistent message through the default exchange; true when it is confirmed.
+async fn publish_confirmed(ch: &lapin::Channel, queue: &str, body: &[u8]) -> bool {
+    ch.basic_publish(
+        "".into(),
+        queue.into(),
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default().with_delivery_mode(2),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap()
+    .is_ack()
+}
+
 fn three_node_cluster() -> (Node, Node, Node) {
     let a = Node::start_with_cookie(COOKIE);
     let b = Node::start_with_cookie(COOKIE);
@@ -140,31 +173,8 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
     });
 
     // A queue declared through a client on a is listed everywhere with a as its node.
-    let conn = a.connect().await;
-    let ch = conn.create_channel().await.unwrap();
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    ch.queue_declare("mirror_hello".into(), durable, FieldTable::default())
-        .await
-        .unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    let confirm = ch
-        .basic_publish(
-            "".into(),
-            "mirror_hello".into(),
-            BasicPublishOptions::default(),
-            b"one",
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    assert!(confirm.is_ack());
+    let (conn, ch) = confirming_channel(&a, "mirror_hello").await;
+    assert!(publish_confirmed(&ch, "mirror_hello", b"one").await);
     eventually(
         &c,
         &["list_queues", "name", "pid"],
@@ -175,11 +185,7 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
         },
     );
     // On another node the queue is known (redeclaring is fine, an inequivalent one is not).
-    let conn_c = c.connect().await;
-    let ch_c = conn_c.create_channel().await.unwrap();
-    ch_c.queue_declare("mirror_hello".into(), durable, FieldTable::default())
-        .await
-        .unwrap();
+    let (conn_c, ch_c) = confirming_channel(&c, "mirror_hello").await;
     let e = ch_c
         .queue_declare(
             "mirror_hello".into(),
@@ -209,24 +215,13 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
         |o| o.lines().any(|l| l == "mirror_hello\t1"),
     );
     // Publishing through c reaches the queue on a; c confirms once a has confirmed.
-    let ch_c = conn_c.create_channel().await.unwrap();
-    ch_c.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let (_conn_c2, ch_c) = confirming_channel(&c, "mirror_hello").await;
     for i in 0..200 {
-        let confirm = ch_c
-            .basic_publish(
-                "".into(),
-                "mirror_hello".into(),
-                BasicPublishOptions::default(),
-                format!("via-c-{i}").as_bytes(),
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        assert!(confirm.is_ack(), "message {i} forwarded and confirmed");
+        let body = format!("via-c-{i}");
+        assert!(
+            publish_confirmed(&ch_c, "mirror_hello", body.as_bytes()).await,
+            "message {i} forwarded and confirmed"
+        );
     }
     eventually(
         &a,
@@ -461,31 +456,8 @@ async fn the_cluster_reforms_after_restarts_in_any_order() {
     let (a, b, c) = three_node_cluster();
     let mut nodes = [a, b, c];
     ok(&nodes[0], &["add_vhost", "kept"]);
-    let conn = nodes[1].connect().await;
-    let ch = conn.create_channel().await.unwrap();
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    ch.queue_declare("kept_q".into(), durable, FieldTable::default())
-        .await
-        .unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    let confirm = ch
-        .basic_publish(
-            "".into(),
-            "kept_q".into(),
-            BasicPublishOptions::default(),
-            b"kept",
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    assert!(confirm.is_ack());
+    let (conn, ch) = confirming_channel(&nodes[1], "kept_q").await;
+    assert!(publish_confirmed(&ch, "kept_q", b"kept").await);
     drop(conn);
     // (stop order, start order, graceful?)
     let rounds: [([usize; 3], [usize; 3], bool); 3] = [

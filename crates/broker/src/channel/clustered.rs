@@ -15,8 +15,7 @@ use warren_amqp::{exchange, queue, AMQPClass, ShortString};
 use std::sync::Arc;
 
 use super::{Channel, Ctx};
-use crate::json;
-use crate::metadata::{MetaOp, MetaReply};
+use crate::metadata::{BindingOp, MetaOp, MetaReply};
 use crate::queue::remote::{Answer, Request};
 use crate::queue::Queue;
 use crate::vhost::Binding;
@@ -192,31 +191,10 @@ impl Channel {
 
 /// The op for a binding change.
 pub(super) fn binding_op(vhost: &str, b: Binding, bind: bool) -> MetaOp {
-    let (source, destination, destination_is_queue, routing_key, arguments) = (
-        b.source,
-        b.destination,
-        b.destination_is_queue,
-        b.routing_key,
-        json::table(&b.arguments),
-    );
-    let vhost = vhost.to_string();
+    let op = BindingOp::new(vhost, b);
     if bind {
-        MetaOp::Bind {
-            vhost,
-            source,
-            destination,
-            destination_is_queue,
-            routing_key,
-            arguments,
-        }
+        MetaOp::Bind(op)
     } else {
-        MetaOp::Unbind {
-            vhost,
-            source,
-            destination,
-            destination_is_queue,
-            routing_key,
-            arguments,
-        }
+        MetaOp::Unbind(op)
     }
 }

@@ -13,7 +13,7 @@ use super::clustered::{binding_op, Then};
 use super::{Channel, Ctx};
 use crate::auth::Access;
 use crate::json;
-use crate::metadata::MetaOp;
+use crate::metadata::{MetaOp, MetaReply};
 use crate::queue::Queue;
 use crate::vhost::{check_exclusive, Binding, ExchangeSpec, QueueSpec};
 
@@ -111,21 +111,11 @@ impl Channel {
             routing_key: m.routing_key.to_string(),
             arguments: m.arguments,
         };
-        if let Some(op) = change_binding(ctx, binding, true)? {
-            let then = Then::ExchangeBound {
-                nowait: m.nowait,
-                bind: true,
-            };
-            self.defer(ctx, op, then, (40, 30));
-            return Ok(());
-        }
-        if !m.nowait {
-            self.reply(
-                ctx,
-                AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
-            );
-        }
-        Ok(())
+        let then = Then::ExchangeBound {
+            nowait: m.nowait,
+            bind: true,
+        };
+        self.change_binding(ctx, binding, then, (40, 30))
     }
 
     pub(super) fn exchange_unbind(
@@ -140,21 +130,11 @@ impl Channel {
             routing_key: m.routing_key.to_string(),
             arguments: m.arguments,
         };
-        if let Some(op) = change_binding(ctx, binding, false)? {
-            let then = Then::ExchangeBound {
-                nowait: m.nowait,
-                bind: false,
-            };
-            self.defer(ctx, op, then, (40, 40));
-            return Ok(());
-        }
-        if !m.nowait {
-            self.reply(
-                ctx,
-                AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
-            );
-        }
-        Ok(())
+        let then = Then::ExchangeBound {
+            nowait: m.nowait,
+            bind: false,
+        };
+        self.change_binding(ctx, binding, then, (40, 40))
     }
 
     /// An empty queue name means the last queue declared on this channel (AMQP 0-9-1 §1.7).
@@ -257,21 +237,11 @@ impl Channel {
             routing_key: m.routing_key.to_string(),
             arguments: m.arguments,
         };
-        if let Some(op) = change_binding(ctx, binding, true)? {
-            let then = Then::QueueBound {
-                nowait: m.nowait,
-                bind: true,
-            };
-            self.defer(ctx, op, then, (50, 20));
-            return Ok(());
-        }
-        if !m.nowait {
-            self.reply(
-                ctx,
-                AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})),
-            );
-        }
-        Ok(())
+        let then = Then::QueueBound {
+            nowait: m.nowait,
+            bind: true,
+        };
+        self.change_binding(ctx, binding, then, (50, 20))
     }
 
     pub(super) fn queue_unbind(
@@ -286,19 +256,50 @@ impl Channel {
             routing_key: m.routing_key.to_string(),
             arguments: m.arguments,
         };
-        if let Some(op) = change_binding(ctx, binding, false)? {
-            let then = Then::QueueBound {
-                nowait: false,
-                bind: false,
-            };
-            self.defer(ctx, op, then, (50, 50));
+        let then = Then::QueueBound {
+            nowait: false,
+            bind: false,
+        };
+        self.change_binding(ctx, binding, then, (50, 50))
+    }
+
+    /// What queue.bind/unbind and exchange.bind/unbind share: *write* on the destination,
+    /// *read* on the source, the exclusive-queue lock (405, for binds and unbinds alike), then
+    /// the change: here, or proposed to the cluster. The `*-ok` is `then`'s either way.
+    fn change_binding(
+        &mut self,
+        ctx: &Ctx<'_>,
+        binding: Binding,
+        then: Then,
+        method: (u16, u16),
+    ) -> Result<(), AmqpError> {
+        let bind = matches!(
+            then,
+            Then::ExchangeBound { bind: true, .. } | Then::QueueBound { bind: true, .. }
+        );
+        let kind = if binding.destination_is_queue {
+            "queue"
+        } else {
+            "exchange"
+        };
+        ctx.check(Access::Write, kind, &binding.destination)?;
+        ctx.check(Access::Read, "exchange", &binding.source)?;
+        if binding.destination_is_queue {
+            if let Some(q) = ctx.vhost.queue(&binding.destination) {
+                check_exclusive(&q, ctx.connection_id, &ctx.vhost.name)?;
+            }
+        }
+        if ctx.broker.clustered() {
+            let op = binding_op(&ctx.vhost.name, binding, bind);
+            self.defer(ctx, op, then, method);
             return Ok(());
         }
-        self.reply(
-            ctx,
-            AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
-        );
-        Ok(())
+        if bind {
+            ctx.vhost.bind(binding)?;
+        } else {
+            ctx.vhost.unbind(&binding)?;
+        }
+        self.complete_meta(ctx, then, Ok(MetaReply::default()))
     }
 
     pub(super) fn queue_purge(&mut self, ctx: &Ctx<'_>, m: queue::Purge) -> Result<(), AmqpError> {
@@ -368,37 +369,6 @@ impl Channel {
         }
         Ok(())
     }
-}
-
-/// What queue.bind/unbind and exchange.bind/unbind share: *write* on the destination, *read*
-/// on the source, the exclusive-queue lock (405, for binds and unbinds alike), then the change
-/// (or, on a clustered node, the op that proposes it).
-fn change_binding(
-    ctx: &Ctx<'_>,
-    binding: Binding,
-    bind: bool,
-) -> Result<Option<MetaOp>, AmqpError> {
-    let kind = if binding.destination_is_queue {
-        "queue"
-    } else {
-        "exchange"
-    };
-    ctx.check(Access::Write, kind, &binding.destination)?;
-    ctx.check(Access::Read, "exchange", &binding.source)?;
-    if binding.destination_is_queue {
-        if let Some(q) = ctx.vhost.queue(&binding.destination) {
-            check_exclusive(&q, ctx.connection_id, &ctx.vhost.name)?;
-        }
-    }
-    if ctx.broker.clustered() {
-        return Ok(Some(binding_op(&ctx.vhost.name, binding, bind)));
-    }
-    if bind {
-        ctx.vhost.bind(binding)?;
-    } else {
-        ctx.vhost.unbind(&binding)?;
-    }
-    Ok(None)
 }
 
 /// Deletes a queue on behalf of a channel (delete, auto-delete, exclusive owner gone). On a

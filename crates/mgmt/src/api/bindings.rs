@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
-use warren_broker::metadata::MetaOp;
+use warren_broker::metadata::{BindingOp, MetaOp};
 use warren_broker::vhost::Vhost;
 use warren_broker::Broker;
 
@@ -139,20 +139,22 @@ pub async fn create(
 ) -> Result<StatusCode, ApiError> {
     vhost(&b, &vh)?;
     let req = super::json_body(&body)?;
-    b.submit(MetaOp::Bind {
-        vhost: vh,
-        source: exchange_name(&source).to_string(),
-        destination,
-        destination_is_queue: destination_is_queue(&kind)?,
-        routing_key: req
-            .get("routing_key")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        arguments: req.get("arguments").cloned().unwrap_or(json!({})),
-    })
-    .await
-    .map_err(|e| ApiError::bad_request(e.text))?;
+    super::submit(
+        &b,
+        MetaOp::Bind(BindingOp {
+            vhost: vh,
+            source: exchange_name(&source).to_string(),
+            destination,
+            destination_is_queue: destination_is_queue(&kind)?,
+            routing_key: req
+                .get("routing_key")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            arguments: req.get("arguments").cloned().unwrap_or(json!({})),
+        }),
+    )
+    .await?;
     Ok(StatusCode::CREATED)
 }
 

@@ -37,10 +37,8 @@ async fn import(b: &Arc<Broker>, doc: Value) -> Result<StatusCode, ApiError> {
     if !doc.is_object() {
         return Err(ApiError::bad_request("definitions must be a JSON object"));
     }
-    let warnings = b
-        .submit(MetaOp::Import { definitions: doc })
-        .await
-        .map_err(|e| ApiError::bad_request(e.text))?
+    let warnings = super::submit(b, MetaOp::Import { definitions: doc })
+        .await?
         .warnings;
     if warnings.is_empty() {
         Ok(StatusCode::NO_CONTENT)

@@ -60,21 +60,23 @@ pub async fn declare(
     let v = vhost(&b, &vh)?;
     let req = super::json_body(&body)?;
     let existed = v.exchange(&name).is_some();
-    b.submit(MetaOp::DeclareExchange {
-        vhost: vh,
-        kind: req
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("direct")
-            .to_string(),
-        name,
-        durable: super::flag(&req, "durable", true),
-        auto_delete: super::flag(&req, "auto_delete", false),
-        internal: super::flag(&req, "internal", false),
-        arguments: req.get("arguments").cloned().unwrap_or(json!({})),
-    })
-    .await
-    .map_err(|e| ApiError::bad_request(e.text))?;
+    super::submit(
+        &b,
+        MetaOp::DeclareExchange {
+            vhost: vh,
+            kind: req
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("direct")
+                .to_string(),
+            name,
+            durable: super::flag(&req, "durable", true),
+            auto_delete: super::flag(&req, "auto_delete", false),
+            internal: super::flag(&req, "internal", false),
+            arguments: req.get("arguments").cloned().unwrap_or(json!({})),
+        },
+    )
+    .await?;
     Ok(if existed {
         StatusCode::NO_CONTENT
     } else {
@@ -89,13 +91,15 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let v = vhost(&b, &vh)?;
     v.exchange(&name).ok_or_else(ApiError::not_found)?;
-    b.submit(MetaOp::DeleteExchange {
-        vhost: vh,
-        name,
-        if_unused: false,
-    })
-    .await
-    .map_err(|e| ApiError::bad_request(e.text))?;
+    super::submit(
+        &b,
+        MetaOp::DeleteExchange {
+            vhost: vh,
+            name,
+            if_unused: false,
+        },
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

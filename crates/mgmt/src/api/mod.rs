@@ -179,6 +179,17 @@ fn health_routes() -> Router<Arc<Broker>> {
 }
 
 /// Parses a JSON request body (an empty body counts as `{}`), or answers RabbitMQ's 400.
+/// Applies a metadata change (through the cluster when clustered); a refusal is a 400 with
+/// the broker's text.
+async fn submit(
+    b: &Arc<Broker>,
+    op: warren_broker::metadata::MetaOp,
+) -> Result<warren_broker::metadata::MetaReply, ApiError> {
+    b.submit(op)
+        .await
+        .map_err(|e| ApiError::bad_request(e.text))
+}
+
 fn json_body(body: &str) -> Result<serde_json::Value, ApiError> {
     if body.trim().is_empty() {
         return Ok(serde_json::json!({}));

@@ -77,17 +77,18 @@ pub async fn put(
     vhost(&b, &vh)?;
     Policy::new(&vh, &name, pattern, apply_to, priority, definition.clone())
         .map_err(|m| ApiError::bad_request(format!("Validation failed\n\n{m}\n")))?;
-    let reply = b
-        .submit(MetaOp::SetPolicy {
+    let reply = super::submit(
+        &b,
+        MetaOp::SetPolicy {
             vhost: vh.clone(),
             name: name.clone(),
             pattern: pattern.to_string(),
             apply_to: apply_to.to_string(),
             priority,
             definition,
-        })
-        .await
-        .map_err(|e| ApiError::bad_request(e.text))?;
+        },
+    )
+    .await?;
     Ok(if reply.created {
         StatusCode::CREATED
     } else {
@@ -101,10 +102,7 @@ pub async fn delete(
     Path((vh, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     vhost(&b, &vh)?;
-    let reply = b
-        .submit(MetaOp::ClearPolicy { vhost: vh, name })
-        .await
-        .map_err(|e| ApiError::bad_request(e.text))?;
+    let reply = super::submit(&b, MetaOp::ClearPolicy { vhost: vh, name }).await?;
     if reply.created {
         Ok(StatusCode::NO_CONTENT)
     } else {

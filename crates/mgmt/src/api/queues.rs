@@ -86,21 +86,23 @@ pub async fn declare(
     let v = vhost(&b, &vh)?;
     let req = super::json_body(&body)?;
     let existed = v.queue(&name).is_some();
-    b.submit(MetaOp::DeclareQueue {
-        vhost: vh,
-        name,
-        durable: req.get("durable").and_then(Value::as_bool).unwrap_or(true),
-        auto_delete: req
-            .get("auto_delete")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        exclusive_owner: None,
-        arguments: req.get("arguments").cloned().unwrap_or(json!({})),
-        home: b.config.node_name.clone(),
-        server_named: false,
-    })
-    .await
-    .map_err(|e| ApiError::bad_request(e.text))?;
+    super::submit(
+        &b,
+        MetaOp::DeclareQueue {
+            vhost: vh,
+            name,
+            durable: req.get("durable").and_then(Value::as_bool).unwrap_or(true),
+            auto_delete: req
+                .get("auto_delete")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            exclusive_owner: None,
+            arguments: req.get("arguments").cloned().unwrap_or(json!({})),
+            home: b.config.node_name.clone(),
+            server_named: false,
+        },
+    )
+    .await?;
     Ok(if existed {
         StatusCode::NO_CONTENT
     } else {
@@ -126,9 +128,7 @@ pub async fn delete(
             "queue '{name}' in vhost '{vh}' in use"
         )));
     }
-    b.submit(MetaOp::DeleteQueue { vhost: vh, name })
-        .await
-        .map_err(|e| ApiError::bad_request(e.text))?;
+    super::submit(&b, MetaOp::DeleteQueue { vhost: vh, name }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -109,13 +109,15 @@ pub async fn put_user(
     let tags = tags(req.get("tags"))
         .or_else(|| existing.as_ref().map(|e| e.tags.clone()))
         .unwrap_or_default();
-    b.submit(MetaOp::PutUser {
-        name,
-        password_hash,
-        tags,
-    })
-    .await
-    .map_err(|e| ApiError::bad_request(e.text))?;
+    super::submit(
+        &b,
+        MetaOp::PutUser {
+            name,
+            password_hash,
+            tags,
+        },
+    )
+    .await?;
     Ok(if existing.is_some() {
         StatusCode::NO_CONTENT
     } else {
@@ -130,9 +132,7 @@ pub async fn delete_user(
 ) -> Result<StatusCode, ApiError> {
     u.require_admin()?;
     b.auth.user(&name).ok_or_else(ApiError::not_found)?;
-    b.submit(MetaOp::DeleteUser { name })
-        .await
-        .map_err(|e| ApiError::bad_request(e.text))?;
+    super::submit(&b, MetaOp::DeleteUser { name }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -209,9 +209,7 @@ pub async fn put_permission(
         write: write.to_string(),
         read: read.to_string(),
     };
-    b.submit(op)
-        .await
-        .map_err(|e| ApiError::bad_request(e.text))?;
+    super::submit(&b, op).await?;
     Ok(if existed {
         StatusCode::NO_CONTENT
     } else {
@@ -229,10 +227,7 @@ pub async fn delete_permission(
         user: name,
         vhost: vh,
     };
-    let reply = b
-        .submit(op)
-        .await
-        .map_err(|e| ApiError::bad_request(e.text))?;
+    let reply = super::submit(&b, op).await?;
     if !reply.created {
         return Err(ApiError::not_found());
     }

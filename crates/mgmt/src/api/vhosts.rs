@@ -59,9 +59,7 @@ pub async fn put(
     if b.vhost(&name).is_some() {
         return Ok(StatusCode::NO_CONTENT);
     }
-    b.submit(MetaOp::AddVhost { name })
-        .await
-        .map_err(|e| ApiError::bad_request(e.text))?;
+    super::submit(&b, MetaOp::AddVhost { name }).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -73,10 +71,7 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     u.require_admin()?;
-    let reply = b
-        .submit(MetaOp::DeleteVhost { name: name.clone() })
-        .await
-        .map_err(|e| ApiError::bad_request(e.text))?;
+    let reply = super::submit(&b, MetaOp::DeleteVhost { name: name.clone() }).await?;
     if reply.created {
         // Clients of a deleted vhost are told why, as RabbitMQ tells them.
         for c in b.connections().iter().filter(|c| c.vhost == name) {
