@@ -52,17 +52,31 @@ pub struct Journal {
     /// The highest epoch the journal thread has made durable (its writes, and the empty
     /// epochs of external tickets).
     written: AtomicU64,
+    /// Open segment files for reading paged-out messages back.
+    readers: Mutex<BTreeMap<u32, Arc<File>>>,
 }
 
 /// Assigns the record just encoded at `buf[start..]` to a segment: the current one, or the
 /// next when the current one is full.
-fn place(g: &mut Inner, start: usize) {
+/// Returns the record's offset in its segment.
+fn place(g: &mut Inner, start: usize) -> u64 {
     if g.seg_bytes >= g.segment_bytes {
         g.segment += 1;
         g.seg_bytes = 0;
         g.boundaries.push(start);
     }
+    let offset = g.seg_bytes;
     g.seg_bytes += (g.buf.len() - start) as u64;
+    offset
+}
+
+/// Where an appended message is: wait for `epoch` before confirming; read it back at
+/// (`segment`, `offset`).
+#[derive(Clone, Copy, Debug)]
+pub struct Appended {
+    pub epoch: u64,
+    pub segment: u32,
+    pub offset: u64,
 }
 
 /// Writes and fsyncs; a failure (full disk) is retried: confirms wait rather than lie.
@@ -114,11 +128,12 @@ impl Journal {
             enqueues: AtomicU64::new(0),
             external: Mutex::new(std::collections::BTreeSet::new()),
             written: AtomicU64::new(0),
+            readers: Mutex::new(BTreeMap::new()),
         });
         let worker = j.clone();
         std::thread::Builder::new()
             .name("warren-journal".into())
-            .spawn(move || worker.run(file))?;
+            .spawn(move || worker.run(file, first_segment))?;
         Ok(j)
     }
 
@@ -127,12 +142,12 @@ impl Journal {
     }
 
     /// Appends a record that holds a message (counted live in its segment until settled);
-    /// returns (epoch to wait for, segment holding it).
-    fn append_message(&self, encode: impl FnOnce(&mut Vec<u8>)) -> (u64, u32) {
+    /// returns where it is.
+    fn append_message(&self, encode: impl FnOnce(&mut Vec<u8>)) -> Appended {
         let mut g = self.inner();
         let start = g.buf.len();
         encode(&mut g.buf);
-        place(&mut g, start);
+        let offset = place(&mut g, start);
         g.appended += 1;
         let (epoch, seg) = (g.appended, g.segment);
         *self
@@ -143,7 +158,63 @@ impl Journal {
             .or_insert(0) += 1;
         drop(g);
         self.wake.notify_one();
-        (epoch, seg)
+        Appended {
+            epoch,
+            segment: seg,
+            offset,
+        }
+    }
+
+    fn reader(&self, segment: u32) -> std::io::Result<Arc<File>> {
+        let mut files = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = files.get(&segment) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(segment_path(&self.dir, segment))?);
+        files.insert(segment, f.clone());
+        Ok(f)
+    }
+
+    /// Reads back the message record at (`segment`, `offset`) (a paged-out message). The
+    /// record may still be on its way to the file: then this waits for the journal thread.
+    pub fn read_message(&self, segment: u32, offset: u64) -> std::io::Result<record::Record> {
+        use std::os::unix::fs::FileExt;
+        // A record appended moments ago may not be in its file (or the file may not exist)
+        // yet: wait for the journal thread, a second at most.
+        let mut header = [0u8; record::HEADER];
+        let mut attempt = 0;
+        let file = loop {
+            let r = self.reader(segment).and_then(|f| {
+                f.read_exact_at(&mut header, offset)?;
+                Ok(f)
+            });
+            match r {
+                Ok(f) => break f,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::NotFound
+                    ) && attempt < 1000 =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let mut data = vec![0u8; record::HEADER + len];
+        data[..record::HEADER].copy_from_slice(&header);
+        file.read_exact_at(&mut data[record::HEADER..], offset + record::HEADER as u64)?;
+        record::scan(bytes::Bytes::from(data))
+            .records
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "no valid record at segment {segment} offset {offset}"
+                ))
+            })
     }
 
     #[cfg(test)]
@@ -204,7 +275,7 @@ impl Journal {
         routing_key: &str,
         properties: &[u8],
         body: &[u8],
-    ) -> (u64, u32) {
+    ) -> Appended {
         self.enqueues.fetch_add(1, Ordering::Relaxed);
         self.append_message(|buf| {
             record::encode_enqueue(buf, queue, id, exchange, routing_key, properties, body)
@@ -222,7 +293,7 @@ impl Journal {
         routing_key: &str,
         properties: &[u8],
         body: &[u8],
-    ) -> (u64, u32) {
+    ) -> Appended {
         self.append_message(|buf| {
             record::encode_delayed(
                 buf,
@@ -311,8 +382,9 @@ impl Journal {
         }
     }
 
-    fn run(self: Arc<Self>, mut file: File) {
-        let mut file_segment = self.inner().segment;
+    /// `file` is segment `file_segment`, which records may already be labelled past: the
+    /// segment counter moves at append time, this thread follows it.
+    fn run(self: Arc<Self>, mut file: File, mut file_segment: u32) {
         let mut pending: Vec<u8> = Vec::with_capacity(1 << 20);
         let mut boundaries: Vec<usize> = Vec::new();
         loop {
@@ -391,6 +463,10 @@ impl Journal {
                 break;
             }
             live.remove(&seg);
+            self.readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&seg);
             seg += 1;
         }
     }

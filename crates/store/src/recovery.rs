@@ -169,8 +169,9 @@ mod tests {
             let (j, rec) = recover(&dir).unwrap();
             assert!(rec.queues.is_empty());
             let mut synced = j.synced();
-            let (e1, s1) = j.enqueue("v\0q", 1, "", "q", &[0, 0], b"one");
-            let (e2, _) = j.enqueue("v\0q", 2, "", "q", &[0, 0], b"two");
+            let a1 = j.enqueue("v\0q", 1, "", "q", &[0, 0], b"one");
+            let (e1, s1) = (a1.epoch, a1.segment);
+            let e2 = j.enqueue("v\0q", 2, "", "q", &[0, 0], b"two").epoch;
             j.enqueue("v\0gone", 1, "", "gone", &[0, 0], b"x");
             j.settle("v\0q", &[(1, s1)]);
             j.drop_queue("v\0gone", &[]);
@@ -199,8 +200,8 @@ mod tests {
             j.set_segment_bytes(600);
             for i in 0..3000u64 {
                 j.enqueue("v\0q", 2 * i, "", "q", &[0, 0], b"keep");
-                let (_, seg) = j.enqueue("v\0q", 2 * i + 1, "", "q", &[0, 0], b"gone");
-                j.settle("v\0q", &[(2 * i + 1, seg)]);
+                let gone = j.enqueue("v\0q", 2 * i + 1, "", "q", &[0, 0], b"gone");
+                j.settle("v\0q", &[(2 * i + 1, gone.segment)]);
             }
             j.close();
         }
@@ -212,6 +213,42 @@ mod tests {
             "live messages lost ({segments} segments on disk)"
         );
         assert!(segments > 10, "the test must rotate: {segments} segments");
+        j.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_message_reads_back_from_where_it_was_appended() {
+        let dir = tmp("readback");
+        let _ = std::fs::remove_dir_all(&dir);
+        let (j, _) = recover(&dir).unwrap();
+        j.set_segment_bytes(300);
+        let at: Vec<_> = (0..50u64)
+            .map(|i| {
+                (
+                    i,
+                    j.enqueue(
+                        "v\0q",
+                        i,
+                        "x",
+                        "rk",
+                        &[0, 0],
+                        format!("body-{i}").as_bytes(),
+                    ),
+                )
+            })
+            .collect();
+        for (i, a) in at {
+            let r = j.read_message(a.segment, a.offset);
+            let r = r.unwrap_or_else(|e| panic!("{e} at {a:?}; on disk {:?}", list_segments(&dir)));
+            match r {
+                Record::Enqueue { id, body, .. } => {
+                    assert_eq!((id, &body[..]), (i, format!("body-{i}").as_bytes()));
+                }
+                other => panic!("unexpected record {other:?}"),
+            }
+        }
+        assert!(list_segments(&dir).len() > 3);
         j.close();
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -74,7 +74,7 @@ impl DelayedStore {
         h.1 += 1;
         let (epoch, seg) = match &self.journal {
             Some((j, key)) if msg.persistent() => {
-                let (epoch, seg) = j.delay(
+                let at = j.delay(
                     key,
                     seq,
                     now_unix_ms() + delay_ms,
@@ -83,7 +83,7 @@ impl DelayedStore {
                     &msg.raw_properties,
                     &msg.body,
                 );
-                (epoch, Some(seg))
+                (at.epoch, Some(at.segment))
             }
             _ => (0, None),
         };

@@ -52,6 +52,18 @@ pub struct Entry {
     pub expires_at: Option<Instant>,
     /// The journal segment holding this message, if it is persisted.
     pub seg: Option<u32>,
+    /// Where in `seg` the message's record starts.
+    pub offset: u64,
+    /// Set while the message is paged out (`msg` is then a placeholder): its body size.
+    pub paged: Option<u32>,
+}
+
+impl Entry {
+    /// The body size, also while paged out.
+    pub fn body_size(&self) -> usize {
+        self.paged
+            .map_or_else(|| self.msg.body_size(), |n| n as usize)
+    }
 }
 
 /// What happened to a published message.
@@ -152,6 +164,7 @@ impl Queue {
             QueueSettings::effective(&arguments, policy.as_ref().map(|p| &p.1))
         };
         let remote = home.as_ref().map(|h| remote::StandIn::new(h));
+        let pager = journal.clone();
         let q = Arc::new(Queue {
             name: name.to_string(),
             vhost: vhost.name.clone(),
@@ -171,7 +184,13 @@ impl Queue {
             remote,
             key: format!("{}\0{name}", vhost.name),
             state: Mutex::new(QueueState {
-                ready: Ready::new(settings.max_priority),
+                ready: {
+                    let mut r = Ready::new(settings.max_priority);
+                    if let Some(j) = &pager {
+                        r.set_pager(j.clone());
+                    }
+                    r
+                },
                 next_id: 0,
                 unacked: 0,
                 consumers: Vec::new(),
@@ -404,9 +423,9 @@ impl Queue {
     fn push(&self, st: &mut QueueState, msg: Arc<Message>, now: Instant) -> u64 {
         let id = st.next_id;
         st.next_id += 1;
-        let (sync, seg) = match &self.journal {
+        let (sync, seg, offset) = match &self.journal {
             Some(j) if msg.persistent() => {
-                let (epoch, seg) = j.enqueue(
+                let at = j.enqueue(
                     &self.key,
                     id,
                     &msg.exchange,
@@ -414,9 +433,9 @@ impl Queue {
                     &msg.raw_properties,
                     &msg.body,
                 );
-                (epoch, Some(seg))
+                (at.epoch, Some(at.segment), at.offset)
             }
-            _ => (0, None),
+            _ => (0, None, 0),
         };
         let per_message = msg
             .properties
@@ -435,6 +454,8 @@ impl Queue {
             priority,
             expires_at: ttl.map(|ms| now + Duration::from_millis(ms)),
             seg,
+            offset,
+            paged: None,
         });
         sync
     }
@@ -473,6 +494,8 @@ impl Queue {
                 priority,
                 expires_at: ttl.map(|ms| now + Duration::from_millis(ms)),
                 seg: Some(segment),
+                offset: 0,
+                paged: None,
             });
         }
         drop(st);
@@ -643,6 +666,8 @@ impl Queue {
             priority: 0,
             expires_at: None,
             seg: None,
+            offset: 0,
+            paged: None,
         });
         self.dispatch(&mut st);
         self.flush(&mut st);

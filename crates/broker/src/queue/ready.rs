@@ -3,15 +3,46 @@
 //! A plain queue has one level; a priority queue (`x-max-priority`) has one FIFO per
 //! priority and always delivers from the highest non-empty one, as RabbitMQ does. Requeued
 //! messages go back to their original position within their level.
+//!
+//! Memory stays bounded (RabbitMQ's lazy-queue behaviour): beyond `IN_MEMORY` entries in a
+//! level, a persistent message that is already in the journal is paged out as it arrives —
+//! the entry keeps its place, its id, priority and expiry, and where its record is; the
+//! message itself is read back from the journal when it reaches the head.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
+
+use warren_store::record::Record;
+use warren_store::Journal;
 
 use super::Entry;
+use crate::message::Message;
+
+/// Entries per level kept with their messages in memory.
+pub const IN_MEMORY: usize = 20_000;
 
 pub struct Ready {
     levels: Vec<VecDeque<Entry>>,
     len: usize,
     bytes: usize,
+    /// Where paged-out messages are read back from (durable queues only).
+    pager: Option<Arc<Journal>>,
+}
+
+/// What a paged-out entry holds instead of its message (one shared empty message).
+fn placeholder() -> Arc<Message> {
+    static EMPTY: OnceLock<Arc<Message>> = OnceLock::new();
+    EMPTY
+        .get_or_init(|| {
+            Arc::new(Message {
+                exchange: String::new(),
+                routing_key: String::new(),
+                raw_properties: bytes::Bytes::new(),
+                properties: Default::default(),
+                body: bytes::Bytes::new(),
+            })
+        })
+        .clone()
 }
 
 impl Ready {
@@ -21,6 +52,48 @@ impl Ready {
             levels: (0..=max_priority).map(|_| VecDeque::new()).collect(),
             len: 0,
             bytes: 0,
+            pager: None,
+        }
+    }
+
+    /// Lets this list page persistent messages out to `journal`.
+    pub fn set_pager(&mut self, journal: Arc<Journal>) {
+        self.pager = Some(journal);
+    }
+
+    /// Reads a paged-out message back; `None` (logged) if its record cannot be read.
+    fn page_in(&self, mut e: Entry) -> Option<Entry> {
+        if e.paged.is_none() {
+            return Some(e);
+        }
+        let (journal, seg) = (self.pager.as_ref()?, e.seg?);
+        match journal.read_message(seg, e.offset) {
+            Ok(Record::Enqueue {
+                exchange,
+                routing_key,
+                properties,
+                body,
+                ..
+            }) => {
+                let decoded = warren_amqp::content::decode_properties(&properties)?;
+                e.msg = Arc::new(Message {
+                    exchange,
+                    routing_key,
+                    raw_properties: properties,
+                    properties: decoded,
+                    body,
+                });
+                e.paged = None;
+                Some(e)
+            }
+            other => {
+                tracing::error!(
+                    "cannot read back message {} from journal segment {seg} at {}: {other:?}",
+                    e.id,
+                    e.offset
+                );
+                None
+            }
         }
     }
 
@@ -45,17 +118,25 @@ impl Ready {
         (e.priority as usize).min(self.levels.len() - 1)
     }
 
-    pub fn push_back(&mut self, e: Entry) {
+    pub fn push_back(&mut self, mut e: Entry) {
         self.len += 1;
-        self.bytes += e.msg.body_size();
+        self.bytes += e.body_size();
         let l = self.level_of(&e);
+        if self.pager.is_some()
+            && e.seg.is_some()
+            && e.paged.is_none()
+            && self.levels[l].len() >= IN_MEMORY
+        {
+            e.paged = Some(e.msg.body_size() as u32);
+            e.msg = placeholder();
+        }
         self.levels[l].push_back(e);
     }
 
     /// Puts an entry back where its id says it belongs (requeue).
     pub fn insert_by_id(&mut self, e: Entry) {
         self.len += 1;
-        self.bytes += e.msg.body_size();
+        self.bytes += e.body_size();
         let l = self.level_of(&e);
         let level = &mut self.levels[l];
         let at = level.partition_point(|x| x.id < e.id);
@@ -65,7 +146,7 @@ impl Ready {
     /// Returns an entry to the head (a delivery attempt that found no taker).
     pub fn push_front(&mut self, e: Entry) {
         self.len += 1;
-        self.bytes += e.msg.body_size();
+        self.bytes += e.body_size();
         let l = self.level_of(&e);
         self.levels[l].push_front(e);
     }
@@ -76,18 +157,26 @@ impl Ready {
     }
 
     pub fn pop_front(&mut self) -> Option<Entry> {
-        let e = self.levels.iter_mut().rev().find_map(|l| l.pop_front())?;
-        self.len -= 1;
-        self.bytes -= e.msg.body_size();
-        Some(e)
+        loop {
+            let e = self.levels.iter_mut().rev().find_map(|l| l.pop_front())?;
+            self.len -= 1;
+            self.bytes -= e.body_size();
+            if let Some(e) = self.page_in(e) {
+                return Some(e);
+            }
+        }
     }
 
     /// The oldest entry (what overflow `drop-head` drops): lowest priority first, as RabbitMQ.
     pub fn pop_oldest(&mut self) -> Option<Entry> {
-        let e = self.levels.iter_mut().find_map(|l| l.pop_front())?;
-        self.len -= 1;
-        self.bytes -= e.msg.body_size();
-        Some(e)
+        loop {
+            let e = self.levels.iter_mut().find_map(|l| l.pop_front())?;
+            self.len -= 1;
+            self.bytes -= e.body_size();
+            if let Some(e) = self.page_in(e) {
+                return Some(e);
+            }
+        }
     }
 
     pub fn clear(&mut self) -> usize {

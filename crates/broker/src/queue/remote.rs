@@ -553,7 +553,7 @@ async fn link(q: &Arc<Queue>, mut client: Client, generation: u64) -> Result<(),
                         body: Bytes::from(m.body),
                     });
                     if m.for_get {
-                        let entry = super::Entry { id: id_of(m.tag), msg, redelivered: m.redelivered, priority: 0, expires_at: None, seg: None };
+                        let entry = super::Entry { id: id_of(m.tag), msg, redelivered: m.redelivered, priority: 0, expires_at: None, seg: None, offset: 0, paged: None };
                         match outstanding.take() {
                             Some((_, tx)) => {
                                 if let Err(Ok(Answer::Message(e))) = tx.send(Ok(Answer::Message(entry))) {
