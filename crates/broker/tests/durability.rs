@@ -521,6 +521,16 @@ async fn a_deep_queue_pages_to_disk_and_drains_completely() {
     let full = rss_mb(node.pid());
     println!("RSS with {N} x 1 KiB persistent messages queued: {full:.0} MB");
     assert!(full < 400.0, "RSS {full:.0} MB with a deep queue");
+    // After a crash the recovered queue is paged the same way.
+    drop(conn);
+    let mut node = node;
+    node.kill9();
+    node.spawn();
+    let recovered = rss_mb(node.pid());
+    println!("RSS after recovering them: {recovered:.0} MB");
+    assert!(recovered < 400.0, "RSS {recovered:.0} MB after recovery");
+    let conn = node.connect().await;
+    let ch = conn.create_channel().await.unwrap();
     assert_eq!(passive(&ch, "deep").await.unwrap() as usize, N);
     ch.basic_qos(1000, BasicQosOptions::default())
         .await

@@ -219,6 +219,8 @@ fn decode_payload(mut b: Bytes) -> Option<Record> {
 #[derive(Debug, Default)]
 pub struct Scan {
     pub records: Vec<Record>,
+    /// Where each record starts in the segment (to read it back later).
+    pub offsets: Vec<u64>,
     /// Offset just past the last good record: everything after it is a torn or corrupt tail.
     pub good_end: usize,
     /// Corrupt records skipped before the tail (the scan resynchronised on the next magic).
@@ -239,6 +241,7 @@ pub fn scan(data: Bytes) -> Scan {
                 match decode_payload(data.slice(at + HEADER..end)) {
                     Some(r) => {
                         s.records.push(r);
+                        s.offsets.push(at as u64);
                         at = end;
                         s.good_end = end;
                         true

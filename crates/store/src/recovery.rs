@@ -18,6 +18,8 @@ use crate::record::{scan, Record};
 pub struct RecoveredMessage {
     pub id: u64,
     pub segment: u32,
+    /// Where its record starts in `segment`.
+    pub offset: u64,
     pub exchange: String,
     pub routing_key: String,
     pub properties: Bytes,
@@ -66,7 +68,7 @@ pub fn recover(dir: &Path) -> std::io::Result<(Arc<Journal>, Recovered)> {
             f.set_len(s.good_end as u64)?;
             f.sync_all()?;
         }
-        for r in s.records {
+        for (r, offset) in s.records.into_iter().zip(s.offsets) {
             match r {
                 Record::Enqueue {
                     queue,
@@ -81,6 +83,7 @@ pub fn recover(dir: &Path) -> std::io::Result<(Arc<Journal>, Recovered)> {
                         RecoveredMessage {
                             id,
                             segment: seg,
+                            offset,
                             exchange,
                             routing_key,
                             properties,
@@ -100,6 +103,7 @@ pub fn recover(dir: &Path) -> std::io::Result<(Arc<Journal>, Recovered)> {
                     let m = RecoveredMessage {
                         id,
                         segment: seg,
+                        offset,
                         exchange,
                         routing_key,
                         properties,

@@ -466,7 +466,7 @@ impl Queue {
         let now = Instant::now();
         let mut st = self.state();
         for m in msgs {
-            let (id, segment) = (m.id, m.segment);
+            let (id, segment, offset) = (m.id, m.segment, m.offset);
             let Some(msg) = Message::from_recovered(m) else {
                 tracing::warn!(
                     "queue '{}': skipped a recovered message with unreadable properties",
@@ -494,7 +494,7 @@ impl Queue {
                 priority,
                 expires_at: ttl.map(|ms| now + Duration::from_millis(ms)),
                 seg: Some(segment),
-                offset: 0,
+                offset,
                 paged: None,
             });
         }
