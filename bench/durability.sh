@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Persistent-message numbers for one Warren node: publish-with-confirms throughput, fsyncs per
 # second and messages per fsync (group commit), then recovery time after `kill -9` and the
-# node's memory holding the queue. Prints one Markdown table.
+# node's memory holding the queue, then drains it. Prints one Markdown table.
 #
 # Usage: bench/durability.sh [messages, default 1000000] [producers, default 4]
 set -euo pipefail
@@ -42,6 +42,12 @@ kill -9 $pid; wait $pid 2>/dev/null || true
 start
 rss_after=$(ps -o rss= -p $pid | tr -d ' ')
 recovered=$(grep -o 'recovered [0-9]* messages.*' "$work/server.log" | tail -1)
+# Drain the whole queue (it pages in from the journal as it goes).
+d0=$(date +%s.%N)
+"$warren" perf -h "amqp://guest:guest@127.0.0.1:$port/%2f" -u durable-bench -f persistent -x 0 -y 1 -q 1000 \
+  -D "$total" --quiet-seconds >"$work/drain.out"
+d1=$(date +%s.%N)
+rss_drained=$(ps -o rss= -p $pid | tr -d ' ')
 secs=$(echo "$t1 - $t0" | bc -l)
 fsyncs=$(( ${f1%.*} - ${f0%.*} ))
 echo
@@ -54,3 +60,4 @@ printf "| fsyncs per second | %.0f |\n" "$(echo "$fsyncs / $secs" | bc -l)"
 printf "| messages per fsync | %.1f |\n" "$(echo "${msgs%.*} / ($fsyncs + 0.000001)" | bc -l)"
 echo "| recovery after kill -9 | $recovered |"
 echo "| node RSS holding the queue, before / after the restart | $(( rss_before / 1024 )) MB / $(( rss_after / 1024 )) MB |"
+printf "| drain after the restart | %.0f msg/s; RSS then %d MB |\n" "$(echo "$total / ($d1 - $d0)" | bc -l)" $(( rss_drained / 1024 ))
