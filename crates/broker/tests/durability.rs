@@ -562,3 +562,103 @@ async fn a_deep_queue_pages_to_disk_and_drains_completely() {
         rss_mb(node.pid())
     );
 }
+
+/// Transient messages page too (written out as records that recovery ignores): a deep
+/// non-durable queue stays small in memory, drains completely, and nothing of it comes back
+/// after a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deep_transient_queue_pages_too_and_is_gone_after_a_restart() {
+    const N: usize = 200_000;
+    let mut node = Node::start();
+    let conn = node.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        "deep-transient".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let mut body = vec![b'y'; 1024];
+    let mut pending = Vec::new();
+    for i in 0..N {
+        body[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        pending.push(
+            ch.basic_publish(
+                "".into(),
+                "deep-transient".into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap(),
+        );
+        if pending.len() == 2000 {
+            for c in pending.drain(..) {
+                assert!(c.await.unwrap().is_ack());
+            }
+        }
+    }
+    for c in pending.drain(..) {
+        assert!(c.await.unwrap().is_ack());
+    }
+    let full = rss_mb(node.pid());
+    println!("RSS with {N} x 1 KiB transient messages queued: {full:.0} MB");
+    assert!(full < 400.0, "RSS {full:.0} MB with a deep transient queue");
+    let mut consumer = ch
+        .basic_consume(
+            "deep-transient".into(),
+            "drain".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    use futures::StreamExt;
+    for i in 0..N {
+        let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .expect("delivery")
+            .unwrap()
+            .unwrap();
+        let seq = u64::from_be_bytes(d.data[..8].try_into().unwrap());
+        assert_eq!((seq as usize, d.data.len()), (i, 1024), "message {i}");
+    }
+    // Refill it and restart: transient messages do not come back, paged out or not.
+    for i in 0..50_000u64 {
+        body[..8].copy_from_slice(&i.to_be_bytes());
+        ch.basic_publish(
+            "".into(),
+            "deep-transient".into(),
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    }
+    ch.wait_for_confirms().await.unwrap();
+    drop(conn);
+    node.terminate();
+    node.spawn();
+    let conn = node.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    assert_eq!(
+        reply_code(&passive(&ch, "deep-transient").await.unwrap_err()),
+        Some(404),
+        "a non-durable queue does not survive a restart"
+    );
+    let log = node.log();
+    let last = log
+        .lines()
+        .rfind(|l| l.contains("recovered "))
+        .unwrap_or_default();
+    assert!(last.contains("recovered 0 messages"), "{last}");
+}

@@ -222,6 +222,22 @@ impl Journal {
         self.inner().segment_bytes = n;
     }
 
+    /// Writes a transient message out of memory (a deep queue's paging); returns where it is.
+    /// Settled like an enqueued message; never recovered after a restart.
+    pub fn page_out(
+        &self,
+        queue: &str,
+        id: u64,
+        exchange: &str,
+        routing_key: &str,
+        properties: &[u8],
+        body: &[u8],
+    ) -> Appended {
+        self.append_message(|buf| {
+            record::encode_paged(buf, queue, id, exchange, routing_key, properties, body)
+        })
+    }
+
     /// An epoch that is durable only once `complete_external` is called for it: lets
     /// something outside this journal (a message forwarded to another node, confirmed there)
     /// take part in the same publisher-confirm ordering as local writes.

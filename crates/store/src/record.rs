@@ -12,6 +12,7 @@ const ENQUEUE: u8 = 1;
 const SETTLE: u8 = 2;
 const DROP_QUEUE: u8 = 3;
 const DELAYED: u8 = 4;
+const PAGED: u8 = 5;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -29,6 +30,16 @@ pub enum Record {
     },
     DropQueue {
         queue: String,
+    },
+    /// A transient message written out only to free memory (a deep queue's lazy paging):
+    /// readable while the node runs, never recovered after a restart.
+    Paged {
+        queue: String,
+        id: u64,
+        exchange: String,
+        routing_key: String,
+        properties: Bytes,
+        body: Bytes,
     },
     /// A message held by a delayed-message exchange until `due_ms` (Unix milliseconds).
     Delayed {
@@ -73,8 +84,53 @@ pub fn encode_enqueue(
     properties: &[u8],
     body: &[u8],
 ) {
+    encode_message(
+        out,
+        ENQUEUE,
+        queue,
+        id,
+        exchange,
+        routing_key,
+        properties,
+        body,
+    );
+}
+
+/// Appends a paged-out transient message (see `Record::Paged`).
+pub fn encode_paged(
+    out: &mut Vec<u8>,
+    queue: &str,
+    id: u64,
+    exchange: &str,
+    routing_key: &str,
+    properties: &[u8],
+    body: &[u8],
+) {
+    encode_message(
+        out,
+        PAGED,
+        queue,
+        id,
+        exchange,
+        routing_key,
+        properties,
+        body,
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn encode_message(
+    out: &mut Vec<u8>,
+    kind: u8,
+    queue: &str,
+    id: u64,
+    exchange: &str,
+    routing_key: &str,
+    properties: &[u8],
+    body: &[u8],
+) {
     let at = begin(out);
-    out.put_u8(ENQUEUE);
+    out.put_u8(kind);
     put_str(out, queue);
     out.put_u64(id);
     put_str(out, exchange);
@@ -154,7 +210,7 @@ fn decode_payload(mut b: Bytes) -> Option<Record> {
         return None;
     }
     match b.get_u8() {
-        ENQUEUE => {
+        kind @ (ENQUEUE | PAGED) => {
             let queue = get_str(&mut b)?;
             if b.remaining() < 8 {
                 return None;
@@ -164,13 +220,24 @@ fn decode_payload(mut b: Bytes) -> Option<Record> {
             let routing_key = get_str(&mut b)?;
             let properties = get_blob(&mut b)?;
             let body = get_blob(&mut b)?;
-            Some(Record::Enqueue {
-                queue,
-                id,
-                exchange,
-                routing_key,
-                properties,
-                body,
+            Some(if kind == ENQUEUE {
+                Record::Enqueue {
+                    queue,
+                    id,
+                    exchange,
+                    routing_key,
+                    properties,
+                    body,
+                }
+            } else {
+                Record::Paged {
+                    queue,
+                    id,
+                    exchange,
+                    routing_key,
+                    properties,
+                    body,
+                }
             })
         }
         SETTLE => {

@@ -127,6 +127,8 @@ pub fn recover(dir: &Path) -> std::io::Result<(Arc<Journal>, Recovered)> {
                     queues.remove(&queue);
                     delayed.remove(&queue);
                 }
+                // Transient messages do not survive a restart, paged out or not.
+                Record::Paged { .. } => {}
             }
         }
     }

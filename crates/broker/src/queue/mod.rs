@@ -96,6 +96,9 @@ pub struct Queue {
     has_consumers: AtomicBool,
     /// Set for durable queues on a node with durable storage: persistent messages go here.
     journal: Option<Arc<Journal>>,
+    /// The journal that holds this queue's paged-out and persisted messages (settlements go
+    /// here): the node's journal for every local queue.
+    pager: Option<Arc<Journal>>,
     /// In a cluster, the node that holds this queue's messages when it is not this node.
     /// Such a queue is a stand-in for routing and listing; it never holds messages here.
     pub home: Option<String>,
@@ -164,7 +167,15 @@ impl Queue {
             QueueSettings::effective(&arguments, policy.as_ref().map(|p| &p.1))
         };
         let remote = home.as_ref().map(|h| remote::StandIn::new(h));
-        let pager = journal.clone();
+        // Every local queue pages through the node's journal (transient messages as records
+        // that recovery ignores); a stand-in holds nothing to page.
+        let pager = if home.is_some() {
+            None
+        } else {
+            journal
+                .clone()
+                .or_else(|| vhost.broker().and_then(|b| b.journal().cloned()))
+        };
         let q = Arc::new(Queue {
             name: name.to_string(),
             vhost: vhost.name.clone(),
@@ -180,6 +191,7 @@ impl Queue {
             ready_len: AtomicU64::new(0),
             has_consumers: AtomicBool::new(false),
             journal,
+            pager: pager.clone(),
             home,
             remote,
             key: format!("{}\0{name}", vhost.name),
@@ -187,7 +199,7 @@ impl Queue {
                 ready: {
                     let mut r = Ready::new(settings.max_priority);
                     if let Some(j) = &pager {
-                        r.set_pager(j.clone());
+                        r.set_pager(j.clone(), format!("{}\0{name}", vhost.name));
                     }
                     r
                 },
@@ -332,7 +344,7 @@ impl Queue {
                 r.wake();
             }
         }
-        if let Some(j) = &self.journal {
+        if let Some(j) = &self.pager {
             if !st.to_settle.is_empty() {
                 j.settle(&self.key, &std::mem::take(&mut st.to_settle));
             }
@@ -796,12 +808,15 @@ impl Queue {
         self.timer.notify_one();
         let mut st = self.state();
         let all = st.ready.drain_all();
-        if let Some(j) = &self.journal {
+        if let Some(j) = &self.pager {
             let ids: Vec<(u64, u32)> = all
                 .iter()
                 .filter_map(|e| e.seg.map(|s| (e.id, s)))
                 .collect();
-            j.drop_queue(&self.key, &ids);
+            // A transient queue that never paged has nothing in the journal to drop.
+            if self.journal.is_some() || !ids.is_empty() {
+                j.drop_queue(&self.key, &ids);
+            }
         }
         (std::mem::take(&mut st.consumers), all.len() as u32)
     }

@@ -5,9 +5,10 @@
 //! messages go back to their original position within their level.
 //!
 //! Memory stays bounded (RabbitMQ's lazy-queue behaviour): beyond `IN_MEMORY` entries in a
-//! level, a persistent message that is already in the journal is paged out as it arrives —
-//! the entry keeps its place, its id, priority and expiry, and where its record is; the
-//! message itself is read back from the journal when it reaches the head.
+//! level, a message is paged out as it arrives — a persistent one is already in the
+//! journal, a transient one is written there as a record that recovery ignores. The entry
+//! keeps its place, its id, priority and expiry, and where its record is; the message itself
+//! is read back from the journal when it reaches the head.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
@@ -25,8 +26,9 @@ pub struct Ready {
     levels: Vec<VecDeque<Entry>>,
     len: usize,
     bytes: usize,
-    /// Where paged-out messages are read back from (durable queues only).
-    pager: Option<Arc<Journal>>,
+    /// The journal that paged-out messages go to and are read back from, and the queue's
+    /// key there.
+    pager: Option<(Arc<Journal>, String)>,
 }
 
 /// What a paged-out entry holds instead of its message (one shared empty message).
@@ -57,8 +59,8 @@ impl Ready {
     }
 
     /// Lets this list page persistent messages out to `journal`.
-    pub fn set_pager(&mut self, journal: Arc<Journal>) {
-        self.pager = Some(journal);
+    pub fn set_pager(&mut self, journal: Arc<Journal>, key: String) {
+        self.pager = Some((journal, key));
     }
 
     /// Reads a paged-out message back; `None` (logged) if its record cannot be read.
@@ -66,15 +68,24 @@ impl Ready {
         if e.paged.is_none() {
             return Some(e);
         }
-        let (journal, seg) = (self.pager.as_ref()?, e.seg?);
+        let (journal, seg) = (&self.pager.as_ref()?.0, e.seg?);
         match journal.read_message(seg, e.offset) {
-            Ok(Record::Enqueue {
-                exchange,
-                routing_key,
-                properties,
-                body,
-                ..
-            }) => {
+            Ok(
+                Record::Enqueue {
+                    exchange,
+                    routing_key,
+                    properties,
+                    body,
+                    ..
+                }
+                | Record::Paged {
+                    exchange,
+                    routing_key,
+                    properties,
+                    body,
+                    ..
+                },
+            ) => {
                 let decoded = warren_amqp::content::decode_properties(&properties)?;
                 e.msg = Arc::new(Message {
                     exchange,
@@ -122,13 +133,24 @@ impl Ready {
         self.len += 1;
         self.bytes += e.body_size();
         let l = self.level_of(&e);
-        if self.pager.is_some()
-            && e.seg.is_some()
-            && e.paged.is_none()
-            && self.levels[l].len() >= IN_MEMORY
-        {
-            e.paged = Some(e.msg.body_size() as u32);
-            e.msg = placeholder();
+        if let Some((journal, key)) = &self.pager {
+            if e.paged.is_none() && self.levels[l].len() >= IN_MEMORY {
+                if e.seg.is_none() {
+                    let m = &e.msg;
+                    let at = journal.page_out(
+                        key,
+                        e.id,
+                        &m.exchange,
+                        &m.routing_key,
+                        &m.raw_properties,
+                        &m.body,
+                    );
+                    e.seg = Some(at.segment);
+                    e.offset = at.offset;
+                }
+                e.paged = Some(e.msg.body_size() as u32);
+                e.msg = placeholder();
+            }
         }
         self.levels[l].push_back(e);
     }
