@@ -83,7 +83,8 @@ pub struct Broker {
     alarms: Arc<watch::Sender<crate::alarm::Alarms>>,
     /// Message counters for metrics (relaxed atomics: a publish costs one increment).
     pub stats: Stats,
-    /// Set while definitions are being loaded (no write-back of half-loaded state).
+    /// Set while definitions are being loaded, or a batch of changes applied: no write-back
+    /// of half-done state (the batch writes once at its end).
     loading: AtomicBool,
     /// The cluster's metadata group, when this node is clustered.
     metadata: OnceLock<Arc<dyn crate::metadata::Metadata>>,
@@ -294,6 +295,18 @@ impl Broker {
         if let Err(e) = warren_store::definitions::write_atomic(&store.definitions, &bytes) {
             tracing::error!("cannot write {}: {e}", store.definitions.display());
         }
+    }
+
+    /// Holds definition writes back while a batch of metadata changes is applied, so the
+    /// batch costs one atomic write (`release_persist`) instead of one per change.
+    pub fn hold_persist(&self) {
+        self.loading.store(true, Ordering::Release);
+    }
+
+    /// Ends `hold_persist` and writes the definitions once.
+    pub fn release_persist(&self) {
+        self.loading.store(false, Ordering::Release);
+        self.persist_definitions();
     }
 
     /// Joins this broker to a cluster's metadata group: from now on changes go through it.

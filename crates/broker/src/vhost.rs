@@ -151,7 +151,9 @@ impl Vhost {
         self: &Arc<Self>,
         spec: ExchangeSpec<'_>,
     ) -> Result<Arc<Exchange>, AmqpError> {
-        let durable_change = !spec.passive && spec.durable;
+        // Only a new durable exchange changes what is on disk (a redeclaration does not).
+        let durable_change =
+            !spec.passive && spec.durable && !self.read().exchanges.contains_key(spec.name);
         let r = self.declare_exchange_locked(spec);
         if r.is_ok() && durable_change {
             self.persist();
@@ -167,7 +169,11 @@ impl Vhost {
 
     /// Declares (or checks) a queue.
     pub fn declare_queue(self: &Arc<Self>, spec: QueueSpec<'_>) -> Result<Arc<Queue>, AmqpError> {
-        let durable_change = !spec.passive && spec.durable && spec.exclusive_owner.is_none();
+        // Only a new durable queue changes what is on disk (a redeclaration does not).
+        let durable_change = !spec.passive
+            && spec.durable
+            && spec.exclusive_owner.is_none()
+            && !self.read().queues.contains_key(spec.name);
         let q = self.declare_queue_locked(spec)?;
         if durable_change {
             self.persist();

@@ -99,8 +99,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let broker = self.broker()?;
         let mut applied = Applied::of(&broker);
+        broker.hold_persist();
         while let Some(item) = entries.next().await {
-            let (entry, responder) = item?;
+            let Ok((entry, responder)) = item else {
+                broker.release_persist();
+                return item.map(|_| ());
+            };
             // Recorded before the change: a persist inside the change then carries it.
             applied.last_applied = Some(entry.log_id);
             let result = match entry.payload {
@@ -128,7 +132,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         applied.store(&broker);
-        broker.persist_definitions();
+        broker.release_persist();
         Ok(())
     }
 
