@@ -58,6 +58,14 @@ run_row() {
   echo "${s:-0} ${r:-0}"
 }
 
+# Runs a row at a fixed publish rate against PORT; prints "p50 p99" consumer latency in µs.
+latency_row() {
+  local port=$1 rate=$2; shift 2
+  local out
+  out=$(timeout $((secs + 120)) $PIN_GEN "$warren" perf -h "amqp://guest:guest@127.0.0.1:$port/%2f" -z "$secs" --quiet-seconds -r "$rate" "$@" 2>&1) || true
+  echo "$out" | sed -n 's|.*consumer latency min/median/75th/95th/99th [0-9]*/\([0-9]*\)/[0-9]*/[0-9]*/\([0-9]*\) µs.*|\1 \2|p' | tail -1
+}
+
 rss_kb() { ps -o rss= -p "$1" | tr -d ' '; }
 
 idle_row() {
@@ -97,6 +105,23 @@ for i in "${!rows[@]}"; do
   rabbitmq_stop
   echo "  done: ${rows[$i]%%|*}: warren ${W[$i]} / rabbitmq ${R[$i]}" >&2
 done
+# Latency at half of RabbitMQ's throughput (so neither broker is saturated), for the
+# transient manual-ack row and the persistent confirm row.
+lat_rows=(1 2)
+declare -A LW LR LRATE
+for i in "${lat_rows[@]}"; do
+  read -r _ rr <<<"${R[$i]}"
+  LRATE[$i]=$(( ${rr:-0} / 2 ))
+  [ "${LRATE[$i]}" -gt 0 ] || LRATE[$i]=1000
+  flags=${rows[$i]#*|}
+  start_warren
+  LW[$i]=$(latency_row $WARREN_PORT "${LRATE[$i]}" $flags)
+  kill $WARREN_PID; wait $WARREN_PID 2>/dev/null || true
+  rabbitmq_start "$work/rabbit" $RABBIT_PORT
+  LR[$i]=$(latency_row $RABBIT_PORT "${LRATE[$i]}" $flags)
+  rabbitmq_stop
+  echo "  done: latency ${rows[$i]%%|*} at ${LRATE[$i]} msg/s: warren ${LW[$i]} / rabbitmq ${LR[$i]}" >&2
+done
 start_warren
 w_idle=$(idle_row $WARREN_PORT $WARREN_PID)
 kill $WARREN_PID; wait $WARREN_PID 2>/dev/null || true
@@ -116,3 +141,11 @@ for i in "${!rows[@]}"; do
   echo "| ${rows[$i]%%|*} | $ws / $wr | $rs / $rr | $(ratio "$wr" "$rr") |"
 done
 echo "| 10,000 idle connections: memory per connection | $((w_idle / 1024)) KiB | $((r_idle / 1024)) KiB | $(ratio "$r_idle" "$w_idle") less |"
+echo
+echo "| consumer latency at 50% of RabbitMQ's throughput | Warren p50 / p99 | RabbitMQ p50 / p99 | RabbitMQ p99 ÷ Warren p99 |"
+echo "|---|---|---|---|"
+for i in "${lat_rows[@]}"; do
+  read -r w50 w99 <<<"${LW[$i]:-0 0}"
+  read -r r50 r99 <<<"${LR[$i]:-0 0}"
+  echo "| ${rows[$i]%%|*} at ${LRATE[$i]} msg/s | ${w50} µs / ${w99} µs | ${r50} µs / ${r99} µs | $(ratio "$r99" "$w99") |"
+done
