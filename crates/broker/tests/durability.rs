@@ -475,13 +475,65 @@ fn rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Publishes `n` bodies of 1 KiB numbered in their first 8 bytes, with confirms (awaited in
+/// windows of 2,000); every one must be acked.
+async fn publish_numbered(ch: &Channel, queue: &str, n: usize, props: BasicProperties) {
+    let mut body = vec![b'x'; 1024];
+    let mut pending = Vec::new();
+    for i in 0..n {
+        body[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        let c = ch
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                &body,
+                props.clone(),
+            )
+            .await
+            .unwrap();
+        pending.push(c);
+        if pending.len() == 2000 || i == n - 1 {
+            for c in pending.drain(..) {
+                assert!(c.await.unwrap().is_ack());
+            }
+        }
+    }
+}
+
+/// Consumes `n` messages from `queue` and checks they are `publish_numbered`'s, in order.
+/// With `ack_every`, acks (multiple) every that many and at the end; else consumes no-ack.
+async fn drain_numbered(ch: &Channel, queue: &str, n: usize, ack_every: Option<usize>) {
+    use futures::StreamExt;
+    let options = BasicConsumeOptions {
+        no_ack: ack_every.is_none(),
+        ..Default::default()
+    };
+    let mut consumer = ch
+        .basic_consume(queue.into(), "drain".into(), options, FieldTable::default())
+        .await
+        .unwrap();
+    for i in 0..n {
+        let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .expect("delivery")
+            .unwrap()
+            .unwrap();
+        let seq = u64::from_be_bytes(d.data[..8].try_into().unwrap());
+        assert_eq!((seq as usize, d.data.len()), (i, 1024), "message {i}");
+        if ack_every.is_some_and(|k| i % k == k - 1 || i == n - 1) {
+            d.ack(BasicAckOptions { multiple: true }).await.unwrap();
+        }
+    }
+}
+
 /// A deep queue does not hold its messages in memory: 200,000 × 1 KiB persistent messages
 /// (about 200 MB of bodies, more than 400 MB in memory without paging) leave the node under
 /// 400 MB, and all of them come back, in order, when it is drained.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deep_queue_pages_to_disk_and_drains_completely() {
     const N: usize = 200_000;
-    let node = Node::start();
+    let mut node = Node::start();
     let conn = node.connect().await;
     let ch = conn.create_channel().await.unwrap();
     let durable = QueueDeclareOptions {
@@ -494,36 +546,12 @@ async fn a_deep_queue_pages_to_disk_and_drains_completely() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    let mut body = vec![b'x'; 1024];
-    let mut pending = Vec::new();
-    for i in 0..N {
-        body[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        pending.push(
-            ch.basic_publish(
-                "".into(),
-                "deep".into(),
-                BasicPublishOptions::default(),
-                &body,
-                persistent(),
-            )
-            .await
-            .unwrap(),
-        );
-        if pending.len() == 2000 {
-            for c in pending.drain(..) {
-                assert!(c.await.unwrap().is_ack());
-            }
-        }
-    }
-    for c in pending.drain(..) {
-        assert!(c.await.unwrap().is_ack());
-    }
+    publish_numbered(&ch, "deep", N, persistent()).await;
     let full = rss_mb(node.pid());
     println!("RSS with {N} x 1 KiB persistent messages queued: {full:.0} MB");
     assert!(full < 400.0, "RSS {full:.0} MB with a deep queue");
     // After a crash the recovered queue is paged the same way.
     drop(conn);
-    let mut node = node;
     node.kill9();
     node.spawn();
     let recovered = rss_mb(node.pid());
@@ -535,28 +563,7 @@ async fn a_deep_queue_pages_to_disk_and_drains_completely() {
     ch.basic_qos(1000, BasicQosOptions::default())
         .await
         .unwrap();
-    let mut consumer = ch
-        .basic_consume(
-            "deep".into(),
-            "drain".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    use futures::StreamExt;
-    for i in 0..N {
-        let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
-            .await
-            .expect("delivery")
-            .unwrap()
-            .unwrap();
-        let seq = u64::from_be_bytes(d.data[..8].try_into().unwrap());
-        assert_eq!((seq as usize, d.data.len()), (i, 1024), "message {i}");
-        if i % 500 == 499 || i == N - 1 {
-            d.ack(BasicAckOptions { multiple: true }).await.unwrap();
-        }
-    }
+    drain_numbered(&ch, "deep", N, Some(500)).await;
     println!(
         "drained {N} messages; RSS after draining: {:.0} MB",
         rss_mb(node.pid())
@@ -564,8 +571,8 @@ async fn a_deep_queue_pages_to_disk_and_drains_completely() {
 }
 
 /// Transient messages page too (written out as records that recovery ignores): a deep
-/// non-durable queue stays small in memory, drains completely, and nothing of it comes back
-/// after a restart.
+/// non-durable queue stays small in memory and drains completely; after a restart neither
+/// it nor the transient messages paged out of a durable queue come back.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deep_transient_queue_pages_too_and_is_gone_after_a_restart() {
     const N: usize = 200_000;
@@ -582,69 +589,22 @@ async fn a_deep_transient_queue_pages_too_and_is_gone_after_a_restart() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    let mut body = vec![b'y'; 1024];
-    let mut pending = Vec::new();
-    for i in 0..N {
-        body[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        pending.push(
-            ch.basic_publish(
-                "".into(),
-                "deep-transient".into(),
-                BasicPublishOptions::default(),
-                &body,
-                BasicProperties::default(),
-            )
-            .await
-            .unwrap(),
-        );
-        if pending.len() == 2000 {
-            for c in pending.drain(..) {
-                assert!(c.await.unwrap().is_ack());
-            }
-        }
-    }
-    for c in pending.drain(..) {
-        assert!(c.await.unwrap().is_ack());
-    }
+    publish_numbered(&ch, "deep-transient", N, BasicProperties::default()).await;
     let full = rss_mb(node.pid());
     println!("RSS with {N} x 1 KiB transient messages queued: {full:.0} MB");
     assert!(full < 400.0, "RSS {full:.0} MB with a deep transient queue");
-    let mut consumer = ch
-        .basic_consume(
-            "deep-transient".into(),
-            "drain".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+    drain_numbered(&ch, "deep-transient", N, None).await;
+    // Refill it, and a durable queue, with transient messages (beyond the in-memory window,
+    // so most are paged out to the journal), then restart: none of them comes back.
+    publish_numbered(&ch, "deep-transient", 50_000, BasicProperties::default()).await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("durable-transient".into(), durable, FieldTable::default())
         .await
         .unwrap();
-    use futures::StreamExt;
-    for i in 0..N {
-        let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
-            .await
-            .expect("delivery")
-            .unwrap()
-            .unwrap();
-        let seq = u64::from_be_bytes(d.data[..8].try_into().unwrap());
-        assert_eq!((seq as usize, d.data.len()), (i, 1024), "message {i}");
-    }
-    // Refill it and restart: transient messages do not come back, paged out or not.
-    for i in 0..50_000u64 {
-        body[..8].copy_from_slice(&i.to_be_bytes());
-        ch.basic_publish(
-            "".into(),
-            "deep-transient".into(),
-            BasicPublishOptions::default(),
-            &body,
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap();
-    }
-    ch.wait_for_confirms().await.unwrap();
+    publish_numbered(&ch, "durable-transient", 50_000, BasicProperties::default()).await;
     drop(conn);
     node.terminate();
     node.spawn();
@@ -654,6 +614,12 @@ async fn a_deep_transient_queue_pages_too_and_is_gone_after_a_restart() {
         reply_code(&passive(&ch, "deep-transient").await.unwrap_err()),
         Some(404),
         "a non-durable queue does not survive a restart"
+    );
+    let ch = conn.create_channel().await.unwrap();
+    assert_eq!(
+        passive(&ch, "durable-transient").await.unwrap(),
+        0,
+        "paged-out transient messages were recovered"
     );
     let log = node.log();
     let last = log

@@ -89,6 +89,7 @@ pub fn encode_enqueue(
         ENQUEUE,
         queue,
         id,
+        None,
         exchange,
         routing_key,
         properties,
@@ -111,6 +112,7 @@ pub fn encode_paged(
         PAGED,
         queue,
         id,
+        None,
         exchange,
         routing_key,
         properties,
@@ -118,12 +120,14 @@ pub fn encode_paged(
     );
 }
 
+/// The layout every message-holding record shares; a delayed message also has its due time.
 #[allow(clippy::too_many_arguments)]
 fn encode_message(
     out: &mut Vec<u8>,
     kind: u8,
     queue: &str,
     id: u64,
+    due_ms: Option<u64>,
     exchange: &str,
     routing_key: &str,
     properties: &[u8],
@@ -133,6 +137,9 @@ fn encode_message(
     out.put_u8(kind);
     put_str(out, queue);
     out.put_u64(id);
+    if let Some(due) = due_ms {
+        out.put_u64(due);
+    }
     put_str(out, exchange);
     put_str(out, routing_key);
     out.put_u32(properties.len() as u32);
@@ -154,18 +161,17 @@ pub fn encode_delayed(
     properties: &[u8],
     body: &[u8],
 ) {
-    let at = begin(out);
-    out.put_u8(DELAYED);
-    put_str(out, queue);
-    out.put_u64(id);
-    out.put_u64(due_ms);
-    put_str(out, exchange);
-    put_str(out, routing_key);
-    out.put_u32(properties.len() as u32);
-    out.put_slice(properties);
-    out.put_u32(body.len() as u32);
-    out.put_slice(body);
-    finish(out, at);
+    encode_message(
+        out,
+        DELAYED,
+        queue,
+        id,
+        Some(due_ms),
+        exchange,
+        routing_key,
+        properties,
+        body,
+    );
 }
 
 pub fn encode_settle(out: &mut Vec<u8>, queue: &str, ids: &[u64]) {

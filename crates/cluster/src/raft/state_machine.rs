@@ -99,13 +99,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let broker = self.broker()?;
         let mut applied = Applied::of(&broker);
+        // Definition writes inside the changes are held back: the batch ends with one write
+        // that carries both the metadata and the position it reached.
         broker.hold_persist();
+        let mut outcome = Ok(());
         while let Some(item) = entries.next().await {
-            let Ok((entry, responder)) = item else {
-                broker.release_persist();
-                return item.map(|_| ());
+            let (entry, responder) = match item {
+                Ok(x) => x,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
             };
-            // Recorded before the change: a persist inside the change then carries it.
             applied.last_applied = Some(entry.log_id);
             let result = match entry.payload {
                 EntryPayload::Blank => Ok(MetaReply::default()),
@@ -118,7 +123,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Ok(MetaReply::default())
                 }
                 EntryPayload::Normal(Command::Meta(op)) => {
-                    applied.store(&broker);
                     let r = metadata::apply(&broker, &op);
                     if let Err((code, text)) = &r {
                         tracing::debug!("metadata change {op:?} refused: {code} {text}");
@@ -126,14 +130,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     r
                 }
             };
-            applied.store(&broker);
             if let Some(responder) = responder {
                 responder.send(result);
             }
         }
         applied.store(&broker);
         broker.release_persist();
-        Ok(())
+        outcome
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
