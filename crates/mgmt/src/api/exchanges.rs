@@ -57,10 +57,9 @@ pub async fn declare(
     Path((vh, name)): Path<(String, String)>,
     body: String,
 ) -> Result<StatusCode, ApiError> {
-    let v = vhost(&b, &vh)?;
+    vhost(&b, &vh)?;
     let req = super::json_body(&body)?;
-    let existed = v.exchange(&name).is_some();
-    super::submit(
+    let reply = super::submit(
         &b,
         MetaOp::DeclareExchange {
             vhost: vh,
@@ -77,10 +76,10 @@ pub async fn declare(
         },
     )
     .await?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
+    Ok(if reply.created {
         StatusCode::CREATED
+    } else {
+        StatusCode::NO_CONTENT
     })
 }
 

@@ -83,19 +83,15 @@ pub async fn declare(
     Path((vh, name)): Path<(String, String)>,
     body: String,
 ) -> Result<StatusCode, ApiError> {
-    let v = vhost(&b, &vh)?;
+    vhost(&b, &vh)?;
     let req = super::json_body(&body)?;
-    let existed = v.queue(&name).is_some();
-    super::submit(
+    let reply = super::submit(
         &b,
         MetaOp::DeclareQueue {
             vhost: vh,
             name,
-            durable: req.get("durable").and_then(Value::as_bool).unwrap_or(true),
-            auto_delete: req
-                .get("auto_delete")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            durable: super::flag(&req, "durable", true),
+            auto_delete: super::flag(&req, "auto_delete", false),
             exclusive_owner: None,
             arguments: req.get("arguments").cloned().unwrap_or(json!({})),
             home: b.config.node_name.clone(),
@@ -103,10 +99,10 @@ pub async fn declare(
         },
     )
     .await?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
+    Ok(if reply.created {
         StatusCode::CREATED
+    } else {
+        StatusCode::NO_CONTENT
     })
 }
 
