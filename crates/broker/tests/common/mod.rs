@@ -90,12 +90,32 @@ impl Node {
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        node.spawn();
-        node
+        // A port picked free can be taken by another test before the server binds it; the
+        // first start then moves to fresh ports rather than fail the test.
+        for attempt in 0.. {
+            match node.launch() {
+                Ok(()) => return node,
+                Err(log) if log.contains("Address already in use") && attempt < 5 => {
+                    node.port = free_port();
+                    node.mgmt_port = free_port();
+                    node.cluster_port = free_port();
+                    node.prometheus_port = free_port();
+                }
+                Err(log) => panic!("warren server did not start: {log}"),
+            }
+        }
+        unreachable!()
     }
 
     /// Starts the server process (again) on the same ports and data directory.
     pub fn spawn(&mut self) {
+        if let Err(log) = self.launch() {
+            panic!("warren server did not listen on {}: {log}", self.port);
+        }
+    }
+
+    /// Starts the server and waits until it listens; `Err` with its log if it exits first.
+    fn launch(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -126,7 +146,22 @@ impl Node {
             .spawn()
             .expect("spawn warren server");
         self.child = Some(child);
-        self.wait_listening();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited {
+                self.child = None;
+                return Err(self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(self.log())
     }
 
     pub fn cookie_file(&self) -> PathBuf {
@@ -161,21 +196,6 @@ impl Node {
             let _ = c.kill();
             let _ = c.wait();
         }
-    }
-
-    fn wait_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "warren server did not listen on {}: {}",
-            self.port,
-            self.log()
-        );
     }
 
     pub fn uri(&self) -> String {
