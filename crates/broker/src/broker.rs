@@ -310,8 +310,41 @@ impl Broker {
     }
 
     /// Joins this broker to a cluster's metadata group: from now on changes go through it.
-    pub fn set_metadata(&self, m: Arc<dyn crate::metadata::Metadata>) {
-        let _ = self.metadata.set(m);
+    /// Queues loaded before this (recovered at start) start keeping what their mirrors
+    /// need, mirrors recorded in the definitions reconnect, and this node takes part in
+    /// deciding placement and watching mirrors.
+    pub fn set_metadata(self: &Arc<Self>, m: Arc<dyn crate::metadata::Metadata>) {
+        if self.metadata.set(m).is_err() {
+            return;
+        }
+        for q in self.all_queues() {
+            q.enable_shipping();
+            if !q.is_standin() {
+                continue;
+            }
+            if q.placement().mirrors.contains(&self.config.node_name) {
+                crate::replication::follower::ensure(self, &q);
+            } else {
+                q.drop_replica();
+            }
+        }
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(crate::replication::placement::reconcile(Arc::downgrade(
+                self,
+            )));
+            tokio::spawn(crate::replication::leader::watch_lag(Arc::downgrade(self)));
+        }
+    }
+
+    /// Every queue of every vhost.
+    pub fn all_queues(&self) -> Vec<Arc<crate::queue::Queue>> {
+        let mut all = Vec::new();
+        for name in self.vhost_names() {
+            if let Some(v) = self.vhost(&name) {
+                all.extend(v.read().queues.values().cloned());
+            }
+        }
+        all
     }
 
     pub fn metadata(&self) -> Option<&Arc<dyn crate::metadata::Metadata>> {

@@ -5,6 +5,8 @@
 //! Only durable objects are exported, as RabbitMQ does: non-durable and exclusive queues,
 //! and bindings that involve one, disappear with a restart.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use crate::auth::{Permission, User, HASHING_ALGORITHM};
@@ -45,6 +47,10 @@ fn export_scope(b: &Broker, cluster: bool) -> Value {
             if cluster {
                 item["node"] = json!(q.home_node(b));
                 item["exclusive_owner"] = json!(q.exclusive_owner);
+                let p = q.placement();
+                if p != crate::replication::Placement::default() {
+                    item["placement"] = json!(p);
+                }
             }
             queues.push(item);
         }
@@ -134,7 +140,7 @@ fn items<'a>(d: &'a Value, k: &str) -> impl Iterator<Item = &'a Value> {
 
 /// Loads definitions (merging, as RabbitMQ's import does). Objects that conflict with
 /// existing ones are reported and skipped; the rest are applied.
-pub fn import(b: &Broker, d: &Value) -> Result<Vec<String>, String> {
+pub fn import(b: &Arc<Broker>, d: &Value) -> Result<Vec<String>, String> {
     if !d.is_object() {
         return Err("definitions must be a JSON object".into());
     }
@@ -239,8 +245,18 @@ pub fn import(b: &Broker, d: &Value) -> Result<Vec<String>, String> {
                 .filter(|n| *n != b.config.node_name)
                 .map(str::to_string),
         });
-        if let Err(e) = r {
-            warnings.push(format!("queue '{}': {}", str_of(q, "name"), e.text));
+        match r {
+            Err(e) => warnings.push(format!("queue '{}': {}", str_of(q, "name"), e.text)),
+            // A cluster snapshot also says where the queue's copies are (and may move it).
+            Ok(queue) => {
+                if let (Some(home), Some(p)) = (
+                    q.get("node").and_then(Value::as_str),
+                    q.get("placement")
+                        .and_then(|p| serde_json::from_value(p.clone()).ok()),
+                ) {
+                    crate::replication::apply(b, &queue, home, p);
+                }
+            }
         }
     }
     for bd in items(d, "bindings") {
@@ -268,7 +284,7 @@ pub fn import(b: &Broker, d: &Value) -> Result<Vec<String>, String> {
 
 /// Makes this node's metadata exactly `d` (a metadata snapshot from `export_cluster`): merges
 /// it in, then removes what it does not list. Queues that stay keep their messages.
-pub fn replace(b: &Broker, d: &Value) -> Vec<String> {
+pub fn replace(b: &Arc<Broker>, d: &Value) -> Vec<String> {
     let warnings = import(b, d).unwrap_or_else(|e| vec![e]);
     let listed = |k: &str, vhost: &str, name: &str| {
         items(d, k).any(|o| str_of(o, "vhost") == vhost && str_of(o, "name") == name)

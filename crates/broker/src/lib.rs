@@ -22,6 +22,7 @@ pub mod message;
 pub mod metadata;
 pub mod policy;
 pub mod queue;
+pub mod replication;
 pub mod server;
 pub mod vhost;
 

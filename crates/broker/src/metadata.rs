@@ -105,6 +105,29 @@ pub enum MetaOp {
     DropTransientQueuesOf {
         node: String,
     },
+    /// Failover: `home` leads the queue from now on, in leader epoch `epoch` (proposed by
+    /// the metadata leader, `replication::placement`).
+    Promote {
+        vhost: String,
+        name: String,
+        home: String,
+        epoch: u64,
+    },
+    /// The nodes that hold mirrors of the queue.
+    SetMirrors {
+        vhost: String,
+        name: String,
+        mirrors: Vec<String>,
+        epoch: u64,
+    },
+    /// A mirror joins or leaves the in-sync set (proposed by the queue's leader).
+    MirrorSync {
+        vhost: String,
+        name: String,
+        node: String,
+        in_sync: bool,
+        epoch: u64,
+    },
 }
 
 /// A binding as a change names it.
@@ -172,6 +195,9 @@ pub trait Metadata: Send + Sync {
 
     /// The cluster as this node sees it, for the management API.
     fn view(&self) -> ClusterView;
+
+    /// Whether this node leads the metadata group (and so decides queue placement).
+    fn is_leader(&self) -> bool;
 }
 
 /// The cluster's name, its members (name, application running) and whom this node cannot
@@ -358,6 +384,10 @@ fn apply_inner(b: &Arc<Broker>, op: &MetaOp) -> Result<MetaReply, AmqpError> {
                 message_count: 0,
                 warnings,
             })
+        }
+        MetaOp::Promote { .. } | MetaOp::SetMirrors { .. } | MetaOp::MirrorSync { .. } => {
+            crate::replication::placement::apply_op(b, op)?;
+            created(true)
         }
         MetaOp::DropTransientQueuesOf { node } => {
             for name in b.vhost_names() {

@@ -416,7 +416,25 @@ impl Vhost {
             )));
         }
         if let Some(t) = args::get(&arguments, "x-queue-type").and_then(args::as_str) {
-            if t != "classic" {
+            // A quorum queue is served by the mirrored-queue replication with every member
+            // in sync (`replication::placement`); RabbitMQ's rules on its properties apply.
+            if t == "quorum" {
+                let refuse = |what: &str| {
+                    Err(AmqpError::precondition(format!(
+                        "invalid property '{what}' for queue '{name}' in vhost '{}'",
+                        self.name
+                    )))
+                };
+                if !durable {
+                    return refuse("non-durable");
+                }
+                if exclusive_owner.is_some() {
+                    return refuse("exclusive");
+                }
+                if auto_delete {
+                    return refuse("auto-delete");
+                }
+            } else if t != "classic" {
                 return Err(AmqpError::precondition(format!(
                     "invalid arg 'x-queue-type' for queue '{name}' in vhost '{}': queue type '{t}' is not supported by this broker yet",
                     self.name
@@ -430,7 +448,8 @@ impl Vhost {
             )));
         }
         let policy = self.policy_for(name, true);
-        let journal = (durable && exclusive_owner.is_none() && home.is_none())
+        // A stand-in's journal keeps its copy when it is a mirror.
+        let journal = (durable && exclusive_owner.is_none())
             .then(|| self.broker.upgrade().and_then(|b| b.journal().cloned()))
             .flatten();
         let q = Queue::new(
@@ -493,7 +512,7 @@ impl Vhost {
     }
 
     /// The policy (name and definition) that applies to an object now.
-    fn policy_for(&self, name: &str, is_queue: bool) -> Option<(String, serde_json::Value)> {
+    pub fn policy_for(&self, name: &str, is_queue: bool) -> Option<(String, serde_json::Value)> {
         let policies = self.policies.read().unwrap_or_else(|e| e.into_inner());
         policy::select(&policies, name, is_queue).map(|p| (p.name.clone(), p.definition.clone()))
     }
@@ -694,7 +713,7 @@ pub fn delayed_key(vhost: &str, exchange: &str) -> String {
 pub fn check_exclusive(q: &Queue, connection_id: u64, vhost: &str) -> Result<(), AmqpError> {
     match q.exclusive_owner {
         // Connection ids are per node: another node's exclusive queue is never ours.
-        Some(owner) if owner != connection_id || q.home.is_some() => Err(AmqpError::new(
+        Some(owner) if owner != connection_id || q.is_standin() => Err(AmqpError::new(
             warren_amqp::reply::RESOURCE_LOCKED,
             format!(
                 "cannot obtain exclusive access to locked queue '{}' in vhost '{vhost}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",

@@ -426,20 +426,48 @@ async fn single_active_consumer_and_queue_expiry_and_queue_types() {
         eventually(|| async { http(&node, "GET", "/api/queues/%2F/temp", None).0 == 404 }).await;
     assert!(gone, "x-expires queue was not deleted");
 
+    // Quorum queues are accepted as RabbitMQ accepts them (durable, not exclusive or
+    // auto-delete); on one node they behave as a classic queue.
     let e = ch
         .queue_declare(
             "qq".into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
+            QueueDeclareOptions::default(),
             args(&[("x-queue-type", s("quorum"))]),
         )
         .await
         .unwrap_err();
     assert_eq!(reply_code(&e), Some(406));
     assert!(
-        reply_text(&e).contains("queue type 'quorum' is not supported"),
+        reply_text(&e).contains("invalid property 'non-durable' for queue 'qq'"),
+        "{}",
+        reply_text(&e)
+    );
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        "qq".into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        args(&[("x-queue-type", s("quorum"))]),
+    )
+    .await
+    .unwrap();
+    publish_props(&ch, "", "qq", b"q", BasicProperties::default()).await;
+    assert_eq!(count(&ch, "qq").await, 1);
+    let e = ch
+        .queue_declare(
+            "sq".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args(&[("x-queue-type", s("stream"))]),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        reply_text(&e).contains("queue type 'stream' is not supported"),
         "{}",
         reply_text(&e)
     );

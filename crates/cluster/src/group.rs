@@ -35,10 +35,17 @@ pub struct Group {
     cookie: String,
     /// When each other member's application last answered a ping.
     alive: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Members whose cluster port refused the last ping: the process is gone (a crash is
+    /// seen at once instead of after `UP_WITHIN`).
+    refused: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
-/// A member whose application has not answered for this long counts as down.
+/// Without a majority for this long, a node pauses (see `has_majority`).
 const LIVENESS: Duration = Duration::from_secs(3);
+/// A member whose application has not answered a ping for this long counts as down (queue
+/// failover starts); pings go out every `PING_EVERY`.
+const UP_WITHIN: Duration = Duration::from_millis(1500);
+const PING_EVERY: Duration = Duration::from_millis(250);
 
 /// The broker's handle on the group (the broker holds this; the group holds no broker).
 pub struct GroupMetadata(pub Arc<Group>, pub std::sync::Weak<Broker>);
@@ -79,14 +86,28 @@ impl Metadata for GroupMetadata {
     }
 
     fn node_is_up(&self, node: &str) -> bool {
-        node == self.0.me.name
-            || self
+        if node == self.0.me.name {
+            return true;
+        }
+        let refused = self
+            .0
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(node);
+        !refused
+            && self
                 .0
                 .alive
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(node)
-                .is_none_or(|t| t.elapsed() < LIVENESS)
+                .is_none_or(|t| t.elapsed() < UP_WITHIN)
+    }
+
+    fn is_leader(&self) -> bool {
+        let m = self.0.metrics();
+        m.current_leader == Some(self.0.id) && m.state == ServerState::Leader
     }
 
     fn node_amqp_address(&self, node: &str) -> Option<(String, u16)> {
@@ -109,9 +130,9 @@ impl Group {
         let log = LogStore::open(&data_dir.join("raft.redb"))?;
         let config = Config {
             cluster_name: "warren".into(),
-            heartbeat_interval: 250,
-            election_timeout_min: 1000,
-            election_timeout_max: 2000,
+            heartbeat_interval: 150,
+            election_timeout_min: 750,
+            election_timeout_max: 1500,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
             ..Default::default()
         }
@@ -134,6 +155,7 @@ impl Group {
             id,
             cookie,
             alive: Default::default(),
+            refused: Default::default(),
         });
         tokio::spawn(ping_members(Arc::downgrade(&g)));
         let fresh = !g.raft.is_initialized().await.map_err(crate::raft::io_err)?;
@@ -385,11 +407,13 @@ impl Group {
     }
 }
 
-/// Pings every other member's cluster port each second and records whose application runs.
+/// Pings every other member's cluster port (all at once, every `PING_EVERY`) and records
+/// whose application runs.
 async fn ping_members(group: std::sync::Weak<Group>) {
     loop {
         let Some(g) = group.upgrade() else { return };
         let req = json!({"cluster": "ping"});
+        let mut pings = Vec::new();
         for (p, _) in g.members() {
             if p.name == g.me.name {
                 continue;
@@ -400,18 +424,35 @@ async fn ping_members(group: std::sync::Weak<Group>) {
                 .unwrap_or_else(|e| e.into_inner())
                 .entry(p.name.clone())
                 .or_insert_with(std::time::Instant::now);
-            let ping = call_once(&p.addr, &g.cookie, &g.me.name, &req);
-            if let Ok(Ok(v)) = tokio::time::timeout(Duration::from_millis(900), ping).await {
-                if v["running"].as_bool() == Some(true) {
+            let (g, req) = (g.clone(), req.clone());
+            pings.push(tokio::spawn(async move {
+                let ping = call_once(&p.addr, &g.cookie, &g.me.name, &req);
+                let answer = tokio::time::timeout(Duration::from_millis(1000), ping).await;
+                // The handshake's error keeps the OS error's name in its text.
+                let refused = matches!(&answer, Ok(Err(e)) if {
+                    let t = e.to_string();
+                    t.contains("ConnectionRefused") || t.contains("Connection refused")
+                });
+                let running = matches!(&answer, Ok(Ok(v)) if v["running"].as_bool() == Some(true));
+                if running {
                     g.alive
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(p.name.clone(), std::time::Instant::now());
                 }
-            }
+                let mut r = g.refused.lock().unwrap_or_else(|e| e.into_inner());
+                if refused {
+                    r.insert(p.name.clone());
+                } else {
+                    r.remove(&p.name);
+                }
+            }));
         }
         drop(g);
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(PING_EVERY).await;
+        for p in pings {
+            let _ = p.await;
+        }
     }
 }
 

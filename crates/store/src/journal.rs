@@ -49,6 +49,16 @@ pub struct Journal {
     /// Epochs handed out by `reserve_external` and not completed yet: the published durable
     /// epoch stays below the lowest of them.
     external: Mutex<std::collections::BTreeSet<u64>>,
+    /// The same for `reserve_replicated`; these also hold back `synced_for_peers`.
+    replicated: Mutex<std::collections::BTreeSet<u64>>,
+    /// The durable epoch as other cluster nodes may be told it: below open replication
+    /// tickets, but not below forwarding tickets. A forwarding ticket waits for another
+    /// node's confirm; if that node's answers to us waited for our forwarding tickets in
+    /// turn, two nodes forwarding to each other could wait for each other forever.
+    synced_for_peers: watch::Sender<u64>,
+    /// What the journal thread has written and fsynced, tickets aside (mirrors acknowledge
+    /// on this: their answer depends on nothing else).
+    written_watch: watch::Sender<u64>,
     /// The highest epoch the journal thread has made durable (its writes, and the empty
     /// epochs of external tickets).
     written: AtomicU64,
@@ -127,6 +137,9 @@ impl Journal {
             fsyncs: AtomicU64::new(0),
             enqueues: AtomicU64::new(0),
             external: Mutex::new(std::collections::BTreeSet::new()),
+            replicated: Mutex::new(std::collections::BTreeSet::new()),
+            synced_for_peers: watch::channel(0).0,
+            written_watch: watch::channel(0).0,
             written: AtomicU64::new(0),
             readers: Mutex::new(BTreeMap::new()),
         });
@@ -242,44 +255,66 @@ impl Journal {
     /// something outside this journal (a message forwarded to another node, confirmed there)
     /// take part in the same publisher-confirm ordering as local writes.
     pub fn reserve_external(&self) -> u64 {
+        self.reserve(&self.external)
+    }
+
+    /// Like `reserve_external`, for a message that waits for this node's mirrors (whose
+    /// acknowledgements depend on nothing but their own disks): it holds back the durable
+    /// epoch told to other nodes too (`synced_for_peers`).
+    pub fn reserve_replicated(&self) -> u64 {
+        self.reserve(&self.replicated)
+    }
+
+    fn reserve(&self, set: &Mutex<std::collections::BTreeSet<u64>>) -> u64 {
         let mut g = self.inner();
         g.appended += 1;
         let t = g.appended;
-        self.external
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(t);
+        set.lock().unwrap_or_else(|e| e.into_inner()).insert(t);
         drop(g);
         self.wake.notify_one();
         t
     }
 
-    /// The outside party is done with `ticket`.
+    /// The outside party is done with `ticket` (from either kind of reservation).
     pub fn complete_external(&self, ticket: u64) {
-        self.external
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ticket);
-        self.publish_synced();
-    }
-
-    /// Publishes the durable epoch: what the thread wrote, but below any open ticket.
-    fn publish_synced(&self) {
-        let written = self.written.load(Ordering::Acquire);
-        let limit = self
+        let removed = self
             .external
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .first()
-            .map_or(u64::MAX, |t| t - 1);
-        let durable = written.min(limit);
-        self.synced.send_if_modified(|s| {
-            let advanced = durable > *s;
-            if advanced {
-                *s = durable;
-            }
-            advanced
-        });
+            .remove(&ticket);
+        if !removed {
+            self.replicated
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&ticket);
+        }
+        self.publish_synced();
+    }
+
+    /// Publishes the durable epochs: what the thread wrote, but below any open ticket.
+    fn publish_synced(&self) {
+        let written = self.written.load(Ordering::Acquire);
+        let below = |set: &Mutex<std::collections::BTreeSet<u64>>| {
+            set.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .first()
+                .map_or(u64::MAX, |t| t - 1)
+        };
+        let for_peers = written.min(below(&self.replicated));
+        let durable = for_peers.min(below(&self.external));
+        for (w, v) in [
+            (&self.synced, durable),
+            (&self.synced_for_peers, for_peers),
+            (&self.written_watch, written),
+        ] {
+            w.send_if_modified(|s| {
+                let advanced = v > *s;
+                if advanced {
+                    *s = v;
+                }
+                advanced
+            });
+        }
     }
 
     /// Appends an enqueue record; returns (epoch to wait for, segment holding it).
@@ -368,6 +403,16 @@ impl Journal {
     /// The durable epoch, as it advances.
     pub fn synced(&self) -> watch::Receiver<u64> {
         self.synced.subscribe()
+    }
+
+    /// The durable epoch for confirms to other cluster nodes (see `synced_for_peers`).
+    pub fn synced_for_peers(&self) -> watch::Receiver<u64> {
+        self.synced_for_peers.subscribe()
+    }
+
+    /// What is written and fsynced, tickets aside.
+    pub fn written(&self) -> watch::Receiver<u64> {
+        self.written_watch.subscribe()
     }
 
     pub fn synced_epoch(&self) -> u64 {

@@ -4,117 +4,17 @@
 
 #[path = "../../broker/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use common::Node;
 use futures::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicQosOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::BasicProperties;
-
-const COOKIE: &str = "CLUSTERTESTCOOKIE";
-
-fn ok(n: &Node, args: &[&str]) -> String {
-    let (code, out, err) = n.ctl(args);
-    assert_eq!(code, 0, "ctl {args:?} on {}: {out}{err}", n.name());
-    out
-}
-
-/// Polls `ctl args` on `n` until its output satisfies `pred`.
-fn eventually(n: &Node, args: &[&str], what: &str, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        let (code, out, err) = n.ctl(args);
-        if code == 0 && pred(&out) {
-            return out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: ctl {args:?} on {} never satisfied: {out}{err}\n--- log:\n{}",
-            n.name(),
-            n.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn join(n: &Node, seed: &Node) {
-    ok(n, &["stop_app"]);
-    let seed_addr = format!("{}:{}", seed.name(), seed.cluster_port);
-    let out = ok(n, &["join_cluster", &seed_addr]);
-    assert!(
-        out.contains(&format!("Clustering node {}", n.name())),
-        "{out}"
-    );
-    ok(n, &["start_app"]);
-}
-
-fn status(n: &Node) -> serde_json::Value {
-    let out = ok(n, &["cluster_status", "--formatter", "json"]);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-fn running_nodes(n: &Node) -> usize {
-    status(n)["running_nodes"].as_array().map_or(0, Vec::len)
-}
-
-/// A confirming channel on `n` with the durable queue `queue` declared.
-async fn confirming_channel(n: &Node, queue: &str) -> (lapin::Connection, lapin::Channel) {
-    let conn = n.connect().await;
-    let ch = conn.create_channel().await.unwrap();
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    ch.queue_declare(queue.into(), durable, FieldTable::default())
-        .await
-        .unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    (conn, ch)
-}
-
-/// Publishes a persistent message through the default exchange; true when it is confirmed.
-async fn publish_confirmed(ch: &lapin::Channel, queue: &str, body: &[u8]) -> bool {
-    ch.basic_publish(
-        "".into(),
-        queue.into(),
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default().with_delivery_mode(2),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap()
-    .is_ack()
-}
-
-fn three_node_cluster() -> (Node, Node, Node) {
-    let a = Node::start_with_cookie(COOKIE);
-    let b = Node::start_with_cookie(COOKIE);
-    let c = Node::start_with_cookie(COOKIE);
-    join(&b, &a);
-    join(&c, &b);
-    eventually(
-        &a,
-        &["cluster_status", "--formatter", "json"],
-        "three running nodes",
-        |o| {
-            o.contains(&c.name())
-                && serde_json::from_str::<serde_json::Value>(o).is_ok_and(|v| {
-                    v["running_nodes"].as_array().map_or(0, Vec::len) == 3
-                        && v["voters"].as_array().map_or(0, Vec::len) == 3
-                })
-        },
-    );
-    (a, b, c)
-}
+use support::cluster::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
@@ -173,22 +73,22 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
     });
 
     // A queue declared through a client on a is listed everywhere with a as its node.
-    let (conn, ch) = confirming_channel(&a, "mirror_hello").await;
-    assert!(publish_confirmed(&ch, "mirror_hello", b"one").await);
+    let (conn, ch) = confirming_channel(&a, "solo_hello").await;
+    assert!(publish_confirmed(&ch, "solo_hello", b"one").await);
     eventually(
         &c,
         &["list_queues", "name", "pid"],
         "queue listed with its node",
         |o| {
             o.lines()
-                .any(|l| l.starts_with("mirror_hello") && l.contains(&a.name()))
+                .any(|l| l.starts_with("solo_hello") && l.contains(&a.name()))
         },
     );
     // On another node the queue is known (redeclaring is fine, an inequivalent one is not).
-    let (conn_c, ch_c) = confirming_channel(&c, "mirror_hello").await;
+    let (conn_c, ch_c) = confirming_channel(&c, "solo_hello").await;
     let e = ch_c
         .queue_declare(
-            "mirror_hello".into(),
+            "solo_hello".into(),
             QueueDeclareOptions::default(),
             FieldTable::default(),
         )
@@ -199,7 +99,7 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
     // there.
     let ch_c = conn_c.create_channel().await.unwrap();
     let got = ch_c
-        .basic_get("mirror_hello".into(), BasicGetOptions::default())
+        .basic_get("solo_hello".into(), BasicGetOptions::default())
         .await
         .unwrap()
         .expect("a message from the home node");
@@ -212,14 +112,14 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
         &a,
         &["list_queues", "name", "messages"],
         "get then requeue through c",
-        |o| o.lines().any(|l| l == "mirror_hello\t1"),
+        |o| o.lines().any(|l| l == "solo_hello\t1"),
     );
     // Publishing through c reaches the queue on a; c confirms once a has confirmed.
-    let (_conn_c2, ch_c) = confirming_channel(&c, "mirror_hello").await;
+    let (_conn_c2, ch_c) = confirming_channel(&c, "solo_hello").await;
     for i in 0..200 {
         let body = format!("via-c-{i}");
         assert!(
-            publish_confirmed(&ch_c, "mirror_hello", body.as_bytes()).await,
+            publish_confirmed(&ch_c, "solo_hello", body.as_bytes()).await,
             "message {i} forwarded and confirmed"
         );
     }
@@ -227,7 +127,7 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
         &a,
         &["list_queues", "name", "messages"],
         "forwarded messages on a",
-        |o| o.lines().any(|l| l == "mirror_hello\t201"),
+        |o| o.lines().any(|l| l == "solo_hello\t201"),
     );
     // A consumer on b receives them from a, in order; its acks settle them on a.
     let conn_b = b.connect().await;
@@ -237,7 +137,7 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
         .unwrap();
     let mut consumer = ch_b
         .basic_consume(
-            "mirror_hello".into(),
+            "solo_hello".into(),
             "on-b".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
@@ -268,7 +168,7 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
         &a,
         &["list_queues", "name", "messages"],
         "acks settled on a, the unacked one returned",
-        |o| o.lines().any(|l| l == "mirror_hello\t1"),
+        |o| o.lines().any(|l| l == "solo_hello\t1"),
     );
     drop(conn);
 
@@ -281,7 +181,7 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
         let ch = conn_c.create_channel().await.unwrap();
         let r = ch
             .basic_consume(
-                "mirror_hello".into(),
+                "solo_hello".into(),
                 "".into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -292,7 +192,7 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
             let text = common::reply_text(&e);
             assert!(
                 text.contains(&format!(
-                    "home node '{}' of durable queue 'mirror_hello'",
+                    "home node '{}' of durable queue 'solo_hello'",
                     a.name()
                 )) && text.contains("is down or inaccessible"),
                 "{text}"
@@ -326,7 +226,7 @@ async fn nodes_join_share_metadata_and_survive_kill_and_stop() {
         "queue kept its message",
         |o| {
             o.lines()
-                .any(|l| l.starts_with("mirror_hello") && l.ends_with("\t1"))
+                .any(|l| l.starts_with("solo_hello") && l.ends_with("\t1"))
         },
     );
 

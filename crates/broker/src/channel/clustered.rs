@@ -152,7 +152,7 @@ impl Channel {
                 warren_amqp::reply::NOT_FOUND,
                 format!(
                     "home node '{}' of queue '{}' in vhost '{}' is down or inaccessible ({e})",
-                    q.home.as_deref().unwrap_or("?"),
+                    q.home().as_deref().unwrap_or("?"),
                     q.name,
                     q.vhost
                 ),

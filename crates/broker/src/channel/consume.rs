@@ -138,7 +138,7 @@ impl Channel {
         let name = self.queue_name(&m.queue)?;
         ctx.check(Access::Read, "queue", &name)?;
         let q = self.find_queue(ctx, &name)?;
-        if q.home.is_some() {
+        if q.is_standin() {
             let method = (60, 70);
             self.defer_remote(ctx, q, crate::queue::remote::Request::Get, m.no_ack, method);
             return Ok(());

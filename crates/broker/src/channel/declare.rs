@@ -157,7 +157,7 @@ impl Channel {
             .queue(name)
             .ok_or_else(|| AmqpError::not_found("queue", name, &ctx.vhost.name))?;
         check_exclusive(&q, ctx.connection_id, &ctx.vhost.name)?;
-        if let Some(home) = &q.home {
+        if let Some(home) = &q.home() {
             if !ctx.broker.metadata().is_some_and(|m| m.node_is_up(home)) {
                 return Err(AmqpError::new(
                     warren_amqp::reply::NOT_FOUND,
@@ -306,7 +306,7 @@ impl Channel {
         let name = self.queue_name(&m.queue)?;
         ctx.check(Access::Read, "queue", &name)?;
         let q = self.find_queue(ctx, &name)?;
-        if q.home.is_some() {
+        if q.is_standin() {
             let request = crate::queue::remote::Request::Purge;
             self.defer_remote(ctx, q, request, m.nowait, (50, 30));
             return Ok(());

@@ -43,6 +43,13 @@ const YIELD_EVERY_FRAMES: usize = 1024;
 /// Serves one accepted socket until it closes.
 pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    // Mirror links of other cluster nodes share the AMQP port (their address is already
+    // known everywhere); they announce themselves with their own header.
+    let mut first = [0u8; 8];
+    let peeked = tokio::time::timeout(handshake::HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
+    if matches!(peeked, Ok(Ok(8))) && &first == crate::replication::HEADER {
+        return crate::replication::leader::serve(broker, stream).await;
+    }
     let local = stream.local_addr().unwrap_or(peer);
     let (mut rd, wr) = stream.into_split();
     let wire = Wire::new(broker.config.frame_max);
@@ -228,7 +235,16 @@ impl Connection {
         let mut shutdown = self.env.broker.shutdown_signal();
         let mut paused = self.env.broker.paused();
         let mut forced = self.env.live.close_requests();
-        let mut journal = self.env.broker.journal().map(|j| j.synced());
+        // Another node's internal link must not wait for this node's own forwarding (see
+        // `Journal::synced_for_peers`).
+        let internal = self.env.session.user == crate::auth::INTERNAL_USER;
+        let mut journal = self.env.broker.journal().map(|j| {
+            if internal {
+                j.synced_for_peers()
+            } else {
+                j.synced()
+            }
+        });
         let mut alarms = self.env.broker.alarms();
         let mut blocked = false;
         let mut frames_since_yield = 0usize;

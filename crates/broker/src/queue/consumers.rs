@@ -135,7 +135,7 @@ impl Queue {
             std::mem::take(&mut st.dead)
         };
         self.republish(dead);
-        if let Some(r) = &self.remote {
+        if let Some(r) = self.remote_link() {
             r.start_pulling(self);
         }
         Ok(())
@@ -157,7 +157,7 @@ impl Queue {
         st.last_used = Instant::now();
         self.timer.notify_one();
         self.mirror(&st);
-        if let Some(r) = &self.remote {
+        if let Some(r) = self.remote_link() {
             // The link stops consuming (and hands back what it holds) without consumers.
             r.wake();
         }

@@ -12,17 +12,19 @@
 
 mod consumers;
 pub mod dead_letter;
+pub mod mirror;
 pub mod ready;
 pub mod remote;
 pub mod settings;
 mod timer;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 // parking_lot's mutex is eventually fair: a publisher that re-locks the queue in a tight loop
 // cannot starve the consumer's acks (std's futex mutex let it, stalling prefetch windows).
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -31,6 +33,7 @@ use warren_store::{Journal, RecoveredMessage};
 
 use crate::channel::link::Consumer;
 use crate::message::Message;
+use crate::replication::Placement;
 use crate::vhost::Vhost;
 use dead_letter::{DeadLetter, Reason};
 use ready::Ready;
@@ -57,6 +60,10 @@ pub struct Entry {
     pub offset: u64,
     /// Set while the message is paged out (`msg` is then a placeholder): its body size.
     pub paged: Option<u32>,
+    /// The queue's incarnation when this entry was handed out: a failover starts a new one,
+    /// and settlements of deliveries from an older one mean nothing any more (the new
+    /// leader has requeued those messages, marked redelivered).
+    pub incarnation: u32,
 }
 
 impl Entry {
@@ -100,11 +107,16 @@ pub struct Queue {
     /// The journal that holds this queue's paged-out and persisted messages (settlements go
     /// here): the node's journal for every local queue.
     pager: Option<Arc<Journal>>,
-    /// In a cluster, the node that holds this queue's messages when it is not this node.
-    /// Such a queue is a stand-in for routing and listing; it never holds messages here.
-    pub home: Option<String>,
-    /// For a stand-in: the link to the home node (forwarding, pulling, settling).
-    remote: Option<remote::StandIn>,
+    /// Where the messages are served from: here, or (a stand-in) another node. A failover
+    /// changes it.
+    role: RwLock<Role>,
+    /// The queue's copies in a cluster (mirrors, in-sync set, leader epoch), as the metadata
+    /// Raft group last committed them.
+    placement: Mutex<Placement>,
+    /// Bumped whenever the role changes (see `Entry::incarnation`).
+    incarnation: AtomicU32,
+    /// A mirror task runs for this queue here (see `replication::follower`).
+    pub(crate) following: AtomicBool,
     /// The queue's name in the journal (`vhost NUL name`).
     key: String,
     state: Mutex<QueueState>,
@@ -127,6 +139,19 @@ struct QueueState {
     to_settle: Vec<(u64, u32)>,
     /// A stand-in's settlements to pass to the home node.
     remote_settles: Vec<(u64, remote::Settle)>,
+    /// On a mirror: the leader's messages, by id, as replicated here.
+    replica: BTreeMap<u64, Entry>,
+    /// On a clustered home node: what mirrors need (live messages, links, pending confirms).
+    shipping: Option<mirror::Shipping>,
+}
+
+/// Who serves the queue.
+#[derive(Clone, Default)]
+struct Role {
+    /// The node holding the messages when it is not this one.
+    home: Option<String>,
+    /// For a stand-in: the link to the home node (forwarding, pulling, settling).
+    remote: Option<Arc<remote::StandIn>>,
 }
 
 /// A queue's declared attributes.
@@ -167,16 +192,15 @@ impl Queue {
         } else {
             QueueSettings::effective(&arguments, policy.as_ref().map(|p| &p.1))
         };
-        let remote = home.as_ref().map(|h| remote::StandIn::new(h));
-        // Every local queue pages through the node's journal (transient messages as records
-        // that recovery ignores); a stand-in holds nothing to page.
-        let pager = if home.is_some() {
-            None
-        } else {
-            journal
-                .clone()
-                .or_else(|| vhost.broker().and_then(|b| b.journal().cloned()))
-        };
+        let remote = home.as_ref().map(|h| Arc::new(remote::StandIn::new(h)));
+        // Every queue pages through the node's journal (transient messages as records that
+        // recovery ignores), and a mirror keeps its copy there.
+        let broker = vhost.broker();
+        let pager = journal
+            .clone()
+            .or_else(|| broker.as_ref().and_then(|b| b.journal().cloned()));
+        let clustered = broker.as_ref().is_some_and(|b| b.metadata().is_some());
+        drop(broker);
         let q = Arc::new(Queue {
             name: name.to_string(),
             vhost: vhost.name.clone(),
@@ -193,8 +217,10 @@ impl Queue {
             has_consumers: AtomicBool::new(false),
             journal,
             pager: pager.clone(),
-            home,
-            remote,
+            role: RwLock::new(Role { home, remote }),
+            placement: Mutex::new(Placement::default()),
+            incarnation: AtomicU32::new(0),
+            following: AtomicBool::new(false),
             key: format!("{}\0{name}", vhost.name),
             state: Mutex::new(QueueState {
                 ready: {
@@ -215,9 +241,15 @@ impl Queue {
                 dead: Vec::new(),
                 to_settle: Vec::new(),
                 remote_settles: Vec::new(),
+                replica: BTreeMap::new(),
+                shipping: None,
             }),
         });
-        if q.home.is_none() && tokio::runtime::Handle::try_current().is_ok() {
+        if clustered {
+            q.enable_shipping();
+        }
+        // A stand-in runs the timer too: it has nothing to expire, but may become the home.
+        if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(timer::run(Arc::downgrade(&q), q.timer.clone()));
         }
         q
@@ -225,9 +257,26 @@ impl Queue {
 
     /// The node holding this queue's messages.
     pub fn home_node(&self, b: &crate::Broker) -> String {
-        self.home
-            .clone()
-            .unwrap_or_else(|| b.config.node_name.clone())
+        self.home().unwrap_or_else(|| b.config.node_name.clone())
+    }
+
+    /// The node holding this queue's messages when it is not this one.
+    pub fn home(&self) -> Option<String> {
+        self.role.read().home.clone()
+    }
+
+    /// Whether another node serves this queue (this one is a stand-in).
+    pub fn is_standin(&self) -> bool {
+        self.role.read().home.is_some()
+    }
+
+    /// The queue's copies as last committed.
+    pub fn placement(&self) -> Placement {
+        self.placement.lock().clone()
+    }
+
+    fn incarnation(&self) -> u32 {
+        self.incarnation.load(Ordering::Acquire)
     }
 
     fn state(&self) -> MutexGuard<'_, QueueState> {
@@ -300,7 +349,7 @@ impl Queue {
     pub fn apply_policy(self: &Arc<Self>, policy: Option<(String, serde_json::Value)>) {
         let dead = {
             let mut st = self.state();
-            let settings = if self.remote.is_some() {
+            let settings = if self.is_standin() {
                 st.settings.clone()
             } else {
                 QueueSettings::effective(&self.arguments, policy.as_ref().map(|p| &p.1))
@@ -327,17 +376,25 @@ impl Queue {
     }
 
     fn gone_id(&self, st: &mut QueueState, id: u64, seg: Option<u32>) {
-        if self.remote.is_some() {
+        if self.is_standin() {
             st.remote_settles.push((id, remote::Settle::Ack));
-        } else if let Some(seg) = seg {
+            return;
+        }
+        if let Some(seg) = seg {
             st.to_settle.push((id, seg));
+        }
+        if let Some(s) = st.shipping.as_mut() {
+            s.gone(id);
         }
     }
 
     /// Writes pending settlements to the journal and refreshes the lock-free mirrors.
     fn flush(&self, st: &mut QueueState) {
         self.mirror(st);
-        if let Some(r) = &self.remote {
+        if let Some(s) = st.shipping.as_mut() {
+            s.ship_settles();
+        }
+        if let Some(r) = self.remote_link() {
             if !st.remote_settles.is_empty() {
                 r.settle(std::mem::take(&mut st.remote_settles));
             } else if st.consumers.is_empty() && !st.ready.is_empty() {
@@ -392,7 +449,7 @@ impl Queue {
 
     /// Appends a routed message and delivers what it can.
     pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Enqueued {
-        if let Some(r) = &self.remote {
+        if let Some(r) = self.remote_link() {
             return r.forward(self, msg);
         }
         let now = Instant::now();
@@ -460,7 +517,7 @@ impl Queue {
             (a, b) => a.or(b),
         };
         let priority = msg.properties.priority().unwrap_or(0);
-        st.ready.push_back(Entry {
+        let entry = Entry {
             id,
             msg,
             redelivered: false,
@@ -469,8 +526,14 @@ impl Queue {
             seg,
             offset,
             paged: None,
-        });
-        sync
+            incarnation: self.incarnation(),
+        };
+        let replicated = match st.shipping.as_mut() {
+            Some(s) => s.ship_enqueue(&entry, self.pager.as_deref()),
+            None => None,
+        };
+        st.ready.push_back(entry);
+        replicated.unwrap_or(sync)
     }
 
     /// Puts messages recovered from the journal back (marked redelivered: they may have been
@@ -500,7 +563,7 @@ impl Queue {
                 .min();
             let priority = msg.properties.priority().unwrap_or(0);
             st.next_id = st.next_id.max(id + 1);
-            st.ready.push_back(Entry {
+            let entry = Entry {
                 id,
                 msg: Arc::new(msg),
                 redelivered: true,
@@ -509,7 +572,17 @@ impl Queue {
                 seg: Some(segment),
                 offset,
                 paged: None,
-            });
+                incarnation: self.incarnation(),
+            };
+            if self.is_standin() {
+                // A mirror's copy: it waits for a failover, or catches up from the leader.
+                st.replica.insert(id, entry);
+                continue;
+            }
+            if let Some(s) = st.shipping.as_mut() {
+                s.live.insert(id, entry.clone());
+            }
+            st.ready.push_back(entry);
         }
         drop(st);
         self.timer.notify_one();
@@ -517,8 +590,25 @@ impl Queue {
 
     /// A stand-in receives a message from its home node (`id` carries the home node's
     /// delivery tag).
-    pub(crate) fn push_remote(self: &Arc<Self>, id: u64, redelivered: bool, msg: Arc<Message>) {
+    pub(crate) fn push_remote(
+        self: &Arc<Self>,
+        from: &remote::StandIn,
+        id: u64,
+        redelivered: bool,
+        msg: Arc<Message>,
+    ) {
         let mut st = self.state();
+        // Checked under the state lock, which a failover holds while it changes the role: a
+        // late delivery from a former home never lands in the new one.
+        let current = self
+            .role
+            .read()
+            .remote
+            .as_ref()
+            .is_some_and(|r| std::ptr::eq(Arc::as_ptr(r), from));
+        if !current {
+            return;
+        }
         st.ready.insert_by_id(Entry {
             id,
             msg,
@@ -528,6 +618,7 @@ impl Queue {
             seg: None,
             offset: 0,
             paged: None,
+            incarnation: self.incarnation(),
         });
         self.dispatch(&mut st);
         self.flush(&mut st);
@@ -556,8 +647,17 @@ impl Queue {
     }
 
     /// A stand-in's link to its home node.
-    pub fn remote_link(&self) -> Option<&remote::StandIn> {
-        self.remote.as_ref()
+    pub fn remote_link(&self) -> Option<Arc<remote::StandIn>> {
+        self.role.read().remote.clone()
+    }
+
+    /// Keeps only the entries handed out by the current incarnation (older deliveries were
+    /// requeued by a failover); returns how many were dropped.
+    fn current(&self, entries: &mut Vec<Entry>) -> usize {
+        let now = self.incarnation();
+        let before = entries.len();
+        entries.retain(|e| e.incarnation == now);
+        before - entries.len()
     }
 
     pub fn has_consumers(&self) -> bool {
@@ -591,7 +691,8 @@ impl Queue {
     }
 
     /// Acknowledged: forget these.
-    pub fn settle(self: &Arc<Self>, entries: Vec<Entry>) {
+    pub fn settle(self: &Arc<Self>, mut entries: Vec<Entry>) {
+        self.current(&mut entries);
         let mut st = self.state();
         st.unacked = st.unacked.saturating_sub(entries.len());
         for e in &entries {
@@ -603,12 +704,14 @@ impl Queue {
     }
 
     /// Rejected without requeue: forget these, dead-lettering them if configured.
-    pub fn reject(self: &Arc<Self>, entries: Vec<Entry>) {
+    pub fn reject(self: &Arc<Self>, mut entries: Vec<Entry>) {
+        self.current(&mut entries);
         let dead = {
             let mut st = self.state();
             st.unacked = st.unacked.saturating_sub(entries.len());
+            let standin = self.is_standin();
             for e in entries {
-                if self.remote.is_some() {
+                if standin {
                     // The home node dead-letters it, with its own settings.
                     st.remote_settles.push((e.id, remote::Settle::Reject));
                     continue;
@@ -625,6 +728,8 @@ impl Queue {
 
     /// Puts messages back at their original positions, marked redelivered.
     pub fn requeue(self: &Arc<Self>, entries: impl IntoIterator<Item = Entry>) {
+        let mut entries: Vec<Entry> = entries.into_iter().collect();
+        self.current(&mut entries);
         let dead = {
             let mut st = self.state();
             for mut e in entries {
@@ -656,9 +761,14 @@ impl Queue {
         self.timer.notify_one();
         let mut st = self.state();
         let all = st.ready.drain_all();
+        let replica = std::mem::take(&mut st.replica);
+        if let Some(s) = st.shipping.as_mut() {
+            s.close_all();
+        }
         if let Some(j) = &self.pager {
             let ids: Vec<(u64, u32)> = all
                 .iter()
+                .chain(replica.values())
                 .filter_map(|e| e.seg.map(|s| (e.id, s)))
                 .collect();
             // A transient queue that never paged has nothing in the journal to drop.

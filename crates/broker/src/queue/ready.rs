@@ -64,48 +64,11 @@ impl Ready {
     }
 
     /// Reads a paged-out message back; `None` (logged) if its record cannot be read.
-    fn page_in(&self, mut e: Entry) -> Option<Entry> {
+    fn page_in(&self, e: Entry) -> Option<Entry> {
         if e.paged.is_none() {
             return Some(e);
         }
-        let (journal, seg) = (&self.pager.as_ref()?.0, e.seg?);
-        match journal.read_message(seg, e.offset) {
-            Ok(
-                Record::Enqueue {
-                    exchange,
-                    routing_key,
-                    properties,
-                    body,
-                    ..
-                }
-                | Record::Paged {
-                    exchange,
-                    routing_key,
-                    properties,
-                    body,
-                    ..
-                },
-            ) => {
-                let decoded = warren_amqp::content::decode_properties(&properties)?;
-                e.msg = Arc::new(Message {
-                    exchange,
-                    routing_key,
-                    raw_properties: properties,
-                    properties: decoded,
-                    body,
-                });
-                e.paged = None;
-                Some(e)
-            }
-            other => {
-                tracing::error!(
-                    "cannot read back message {} from journal segment {seg} at {}: {other:?}",
-                    e.id,
-                    e.offset
-                );
-                None
-            }
-        }
+        read_back(&self.pager.as_ref()?.0, e)
     }
 
     pub fn max_priority(&self) -> u8 {
@@ -209,6 +172,11 @@ impl Ready {
         n
     }
 
+    /// Every entry, in no particular order (paged-out ones with their placeholder).
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.levels.iter().flat_map(|l| l.iter())
+    }
+
     /// Changes the number of levels (policy cannot, but a redeclare after delete can).
     pub fn drain_all(&mut self) -> Vec<Entry> {
         let mut v = Vec::with_capacity(self.len);
@@ -218,5 +186,51 @@ impl Ready {
         self.len = 0;
         self.bytes = 0;
         v
+    }
+}
+
+/// Reads a paged-out entry's message back from `journal`; `None` (logged) if its record
+/// cannot be read.
+pub fn read_back(journal: &Journal, mut e: Entry) -> Option<Entry> {
+    if e.paged.is_none() {
+        return Some(e);
+    }
+    let seg = e.seg?;
+    match journal.read_message(seg, e.offset) {
+        Ok(
+            Record::Enqueue {
+                exchange,
+                routing_key,
+                properties,
+                body,
+                ..
+            }
+            | Record::Paged {
+                exchange,
+                routing_key,
+                properties,
+                body,
+                ..
+            },
+        ) => {
+            let decoded = warren_amqp::content::decode_properties(&properties)?;
+            e.msg = Arc::new(Message {
+                exchange,
+                routing_key,
+                raw_properties: properties,
+                properties: decoded,
+                body,
+            });
+            e.paged = None;
+            Some(e)
+        }
+        other => {
+            tracing::error!(
+                "cannot read back message {} from journal segment {seg} at {}: {other:?}",
+                e.id,
+                e.offset
+            );
+            None
+        }
     }
 }

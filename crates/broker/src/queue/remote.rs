@@ -47,6 +47,8 @@ const PULL_PREFETCH: u16 = 500;
 /// Entry ids of a stand-in: link generation above, home node's delivery tag below.
 const TAG_BITS: u32 = 40;
 const RETRY: Duration = Duration::from_millis(500);
+/// How soon a forwarding link tries a home node again (failover needs it short).
+const FAILED_CONNECT_RETRY: Duration = Duration::from_millis(100);
 
 /// What becomes of a message taken from the home node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +64,8 @@ pub struct StandIn {
     wake: Notify,
     pulling: AtomicBool,
     generation: AtomicU64,
+    /// The queue moved to another home (failover): this stand-in's links end.
+    retired: AtomicBool,
 }
 
 /// One message on its way to the home node.
@@ -80,7 +84,21 @@ impl StandIn {
             wake: Notify::new(),
             pulling: AtomicBool::new(false),
             generation: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
         }
+    }
+
+    /// The queue's home moved: links of this stand-in end, and what they had pulled is
+    /// void (settlements carry the old generation and are dropped).
+    pub(super) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.fail_requests("the queue moved to another node");
+        self.wake.notify_one();
+    }
+
+    fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     pub(super) fn settle(&self, s: Vec<(u64, Settle)>) {
@@ -123,12 +141,12 @@ impl StandIn {
 
     /// Starts the link to the home node if it is not running (a local consumer or a
     /// request arrived).
-    pub(super) fn start_pulling(&self, q: &Arc<Queue>) {
+    pub(super) fn start_pulling(self: &Arc<Self>, q: &Arc<Queue>) {
         if self.pulling.swap(true, Ordering::AcqRel) {
             self.wake.notify_one();
             return;
         }
-        tokio::spawn(pull(Arc::downgrade(q)));
+        tokio::spawn(pull(Arc::downgrade(q), self.clone()));
     }
 }
 
@@ -192,8 +210,10 @@ async fn forward_loop(
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!("forwarding to {home}: {e}");
+                // A queue whose leader moved (failover) takes its messages along.
+                reroute(&b, &home, &vhost, &mut unconfirmed, &mut resend, &mut rx);
                 drop(b);
-                tokio::time::sleep(RETRY).await;
+                tokio::time::sleep(FAILED_CONNECT_RETRY).await;
                 continue;
             }
         };
@@ -267,10 +287,55 @@ async fn forward_loop(
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!("link to {home} for forwarding lost ({e}); reconnecting");
-                tokio::time::sleep(RETRY).await;
+                if let Some(b) = broker.upgrade() {
+                    reroute(&b, &home, &vhost, &mut unconfirmed, &mut resend, &mut rx);
+                }
+                tokio::time::sleep(FAILED_CONNECT_RETRY).await;
             }
         }
     }
+}
+
+/// Hands the messages of queues no longer led by `home` (a failover moved them) to the
+/// forwarding link of their new leader, in their order. Unconfirmed ones may have reached
+/// the old leader and its mirrors: they can arrive twice (at least once, never lost).
+fn reroute(
+    b: &Arc<Broker>,
+    home: &str,
+    vhost: &str,
+    unconfirmed: &mut VecDeque<(u64, Forward)>,
+    resend: &mut VecDeque<Forward>,
+    rx: &mut mpsc::Receiver<Forward>,
+) {
+    resend.extend(unconfirmed.drain(..).map(|(_, f)| f));
+    while let Ok(f) = rx.try_recv() {
+        resend.push_back(f);
+    }
+    let Some(v) = b.vhost(vhost) else { return };
+    let mut stay = VecDeque::new();
+    for f in resend.drain(..) {
+        let now = v.queue(&f.queue).map(|q| q.home_node(b));
+        match now {
+            Some(n) if n != home => {
+                if let Err(e) = b.forward_link(&n, vhost).try_send(f) {
+                    // The new link is full: keep it here and try again next round.
+                    let f = match e {
+                        mpsc::error::TrySendError::Full(f)
+                        | mpsc::error::TrySendError::Closed(f) => f,
+                    };
+                    stay.push_back(f);
+                }
+            }
+            // The queue is gone: nothing will confirm it; let the publisher go.
+            None => {
+                if let Some(j) = b.journal() {
+                    j.complete_external(f.ticket);
+                }
+            }
+            Some(_) => stay.push_back(f),
+        }
+    }
+    *resend = stay;
 }
 
 fn publish(out: &mut Outgoing, f: &Forward, frame_max: u32) {
@@ -282,10 +347,12 @@ fn publish(out: &mut Outgoing, f: &Forward, frame_max: u32) {
 
 /// Keeps a link to the home node while the stand-in needs one: it has consumers, messages
 /// out with local clients, or requests (`basic.get`, purge) to pass on.
-async fn pull(queue: Weak<Queue>) {
+async fn pull(queue: Weak<Queue>, r: Arc<StandIn>) {
     loop {
         let Some(q) = queue.upgrade() else { return };
-        let Some(r) = q.remote.as_ref() else { return };
+        if r.is_retired() {
+            return;
+        }
         if !r.needed(&q) {
             r.pulling.store(false, Ordering::Release);
             // Something may have arrived between the check and the flag.
@@ -301,9 +368,12 @@ async fn pull(queue: Weak<Queue>) {
         let client = connect(&broker, &r.home, &q.vhost).await;
         drop(broker);
         let result = match client {
-            Ok(c) => link(&q, c, generation).await,
+            Ok(c) => link(&q, &r, c, generation).await,
             Err(e) => Err(e),
         };
+        if r.is_retired() {
+            return;
+        }
         // Whatever the home node had delivered is back in its queue now.
         drop(q.take_ready());
         match result {
@@ -350,7 +420,7 @@ impl StandIn {
     }
 
     /// Passes `req` to the home node and waits for its answer.
-    pub async fn request(&self, q: &Arc<Queue>, req: Request) -> Result<Answer, String> {
+    pub async fn request(self: &Arc<Self>, q: &Arc<Queue>, req: Request) -> Result<Answer, String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.requests.lock().push_back((req, tx));
         self.start_pulling(q);
@@ -374,8 +444,12 @@ struct Incoming {
 }
 
 /// One connection's worth of linking; `Ok` when the stand-in no longer needs it.
-async fn link(q: &Arc<Queue>, mut client: Client, generation: u64) -> Result<(), String> {
-    let r = q.remote.as_ref().expect("a stand-in");
+async fn link(
+    q: &Arc<Queue>,
+    r: &StandIn,
+    mut client: Client,
+    generation: u64,
+) -> Result<(), String> {
     let e = |e: crate::client::Error| e.to_string();
     let id_of = |tag: u64| (generation << TAG_BITS) | tag;
     let tag_of = |id: u64| (id >> TAG_BITS == generation).then_some(id & ((1u64 << TAG_BITS) - 1));
@@ -473,7 +547,7 @@ async fn link(q: &Arc<Queue>, mut client: Client, generation: u64) -> Result<(),
                 .elapsed()
         };
         // Linger a little: a client doing get after get reuses the link.
-        let done = q.is_deleted() || idle >= Duration::from_secs(2);
+        let done = q.is_deleted() || r.is_retired() || idle >= Duration::from_secs(2);
         if done {
             // Close properly: dropping the socket with deliveries unread would reset it,
             // and the home node could lose the acks written just before.
@@ -553,18 +627,18 @@ async fn link(q: &Arc<Queue>, mut client: Client, generation: u64) -> Result<(),
                         body: Bytes::from(m.body),
                     });
                     if m.for_get {
-                        let entry = super::Entry { id: id_of(m.tag), msg, redelivered: m.redelivered, priority: 0, expires_at: None, seg: None, offset: 0, paged: None };
+                        let entry = super::Entry { id: id_of(m.tag), msg, redelivered: m.redelivered, priority: 0, expires_at: None, seg: None, offset: 0, paged: None, incarnation: q.incarnation() };
                         match outstanding.take() {
                             Some((_, tx)) => {
                                 if let Err(Ok(Answer::Message(e))) = tx.send(Ok(Answer::Message(entry))) {
                                     // The asker gave up: give the message back.
-                                    q.push_remote(e.id, e.redelivered, e.msg);
+                                    q.push_remote(r, e.id, e.redelivered, e.msg);
                                 }
                             }
-                            None => q.push_remote(entry.id, entry.redelivered, entry.msg),
+                            None => q.push_remote(r, entry.id, entry.redelivered, entry.msg),
                         }
                     } else {
-                        q.push_remote(id_of(m.tag), m.redelivered, msg);
+                        q.push_remote(r, id_of(m.tag), m.redelivered, msg);
                     }
                 }
             }

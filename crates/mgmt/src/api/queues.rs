@@ -26,10 +26,13 @@ fn to_json(b: &Broker, v: &Vhost, q: &Queue) -> Value {
         .as_ref()
         .and_then(|p| v.policies().into_iter().find(|x| &x.name == p))
         .map_or(json!({}), |p| p.definition);
-    json!({
+    let r = warren_broker::replication::status(b, q);
+    let mut members = vec![r.leader.clone()];
+    members.extend(r.mirrors.iter().cloned());
+    let mut item = json!({
         "name": q.name,
         "vhost": q.vhost,
-        "type": "classic",
+        "type": r.queue_type,
         "durable": q.durable,
         "auto_delete": q.auto_delete,
         "exclusive": q.exclusive_owner.is_some(),
@@ -37,12 +40,21 @@ fn to_json(b: &Broker, v: &Vhost, q: &Queue) -> Value {
         "node": q.home_node(b),
         "policy": policy,
         "effective_policy_definition": effective,
-        "state": "running",
+        "state": if r.syncing { "syncing" } else { "running" },
+        "slave_nodes": r.mirrors,
+        "synchronised_slave_nodes": r.in_sync,
+        "recoverable_slaves": r.mirrors,
+        "leader": r.leader,
+        "members": members,
         "messages": ready + unacked,
         "messages_ready": ready,
         "messages_unacknowledged": unacked,
         "consumers": q.consumer_count(),
-    })
+    });
+    if let Some(n) = r.sync_messages {
+        item["sync_messages"] = json!(n);
+    }
+    item
 }
 
 fn list(b: &Broker, vhosts: &[Arc<Vhost>]) -> Vec<Value> {

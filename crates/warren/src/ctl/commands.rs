@@ -180,6 +180,7 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
             queues.sort_by(|a, b| a.name.cmp(&b.name));
             let mut rows = Vec::new();
             for q in queues {
+                let r = warren_broker::replication::status(&b, &q);
                 let mut row = Vec::new();
                 for c in &cols {
                     row.push(match c.as_str() {
@@ -194,12 +195,12 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
                         "arguments" => warren_broker::json::table(&q.arguments),
                         "policy" => json!(q.policy().unwrap_or_default()),
                         "pid" | "node" | "leader" => json!(q.home_node(&b)),
-                        "state" => json!("running"),
-                        "type" => json!("classic"),
-                        "slave_pids"
-                        | "synchronised_slave_pids"
-                        | "mirror_pids"
-                        | "synchronised_mirror_pids" => json!([]),
+                        "state" => json!(if r.syncing { "syncing" } else { "running" }),
+                        "type" => json!(r.queue_type),
+                        "slave_pids" | "mirror_pids" => json!(r.mirrors),
+                        "synchronised_slave_pids" | "synchronised_mirror_pids" => {
+                            json!(r.in_sync)
+                        }
                         other => {
                             return Err(Failure(
                                 EX_USAGE,
