@@ -120,6 +120,12 @@ pub enum MetaOp {
         mirrors: Vec<String>,
         epoch: u64,
     },
+    /// `sync_queue` (or, with `cancel`, `cancel_sync_queue`): the leader's node acts on it.
+    SyncQueue {
+        vhost: String,
+        name: String,
+        cancel: bool,
+    },
     /// A mirror joins or leaves the in-sync set (proposed by the queue's leader).
     MirrorSync {
         vhost: String,
@@ -384,6 +390,23 @@ fn apply_inner(b: &Arc<Broker>, op: &MetaOp) -> Result<MetaReply, AmqpError> {
                 message_count: 0,
                 warnings,
             })
+        }
+        MetaOp::SyncQueue {
+            vhost,
+            name,
+            cancel,
+        } => {
+            let q = need_vhost(b, vhost)?
+                .queue(name)
+                .ok_or_else(|| AmqpError::not_found("queue", name, vhost))?;
+            if !q.is_standin() {
+                if *cancel {
+                    q.cancel_sync();
+                } else {
+                    q.request_sync();
+                }
+            }
+            created(false)
         }
         MetaOp::Promote { .. } | MetaOp::SetMirrors { .. } | MetaOp::MirrorSync { .. } => {
             crate::replication::placement::apply_op(b, op)?;

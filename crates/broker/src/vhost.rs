@@ -498,15 +498,7 @@ impl Vhost {
         drop(st);
         let (consumers, count) = q.delete();
         for c in consumers {
-            if c.notify_cancel {
-                let m = warren_amqp::AMQPClass::Basic(warren_amqp::basic::AMQPMethod::Cancel(
-                    warren_amqp::basic::Cancel {
-                        consumer_tag: warren_amqp::ShortString::from(c.tag.clone()),
-                        nowait: true,
-                    },
-                ));
-                c.link.wire.send(|out| out.method(c.link.id, &m));
-            }
+            c.notify_cancelled();
         }
         count
     }

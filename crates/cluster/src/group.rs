@@ -35,8 +35,8 @@ pub struct Group {
     cookie: String,
     /// When each other member's application last answered a ping.
     alive: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
-    /// Members whose cluster port refused the last ping: the process is gone (a crash is
-    /// seen at once instead of after `UP_WITHIN`).
+    /// Members whose cluster port refused the last ping (the process is gone) or that
+    /// answered with their application stopped: down at once, not after `UP_WITHIN`.
     refused: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
@@ -45,7 +45,7 @@ const LIVENESS: Duration = Duration::from_secs(3);
 /// A member whose application has not answered a ping for this long counts as down (queue
 /// failover starts); pings go out every `PING_EVERY`.
 const UP_WITHIN: Duration = Duration::from_millis(1500);
-const PING_EVERY: Duration = Duration::from_millis(250);
+const PING_EVERY: Duration = Duration::from_millis(150);
 
 /// The broker's handle on the group (the broker holds this; the group holds no broker).
 pub struct GroupMetadata(pub Arc<Group>, pub std::sync::Weak<Broker>);
@@ -130,9 +130,9 @@ impl Group {
         let log = LogStore::open(&data_dir.join("raft.redb"))?;
         let config = Config {
             cluster_name: "warren".into(),
-            heartbeat_interval: 150,
-            election_timeout_min: 750,
-            election_timeout_max: 1500,
+            heartbeat_interval: 100,
+            election_timeout_min: 500,
+            election_timeout_max: 1000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
             ..Default::default()
         }
@@ -440,8 +440,11 @@ async fn ping_members(group: std::sync::Weak<Group>) {
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(p.name.clone(), std::time::Instant::now());
                 }
+                // An answer without the application running is as clear as a refusal: the
+                // node stopped its app (stop_app) and its queues must fail over now.
+                let stopped = matches!(&answer, Ok(Ok(v)) if v["running"].as_bool() == Some(false));
                 let mut r = g.refused.lock().unwrap_or_else(|e| e.into_inner());
-                if refused {
+                if refused || stopped {
                     r.insert(p.name.clone());
                 } else {
                     r.remove(&p.name);

@@ -3,7 +3,9 @@
 //! node names `warren@hadoop100`… resolved through the hosts' `/etc/hosts`
 //! (`/etc/netns/<ns>/hosts`), and the cluster steps exactly as the README gives them. Then
 //! `kill -9` of a node, and a partition that isolates one host: it stops serving while the
-//! majority goes on, and after healing all three agree.
+//! majority goes on, and after healing all three agree. The isolated host leads a mirrored
+//! queue: it confirms nothing while cut off, the majority promotes the synchronised mirror,
+//! and after healing every confirmed message is consumed once (duplicates only redelivered).
 //!
 //! Needs root and iproute2; without them it prints one line and passes.
 
@@ -117,6 +119,27 @@ impl Lab {
 
     fn node(i: usize) -> String {
         format!("warren@{}", HOSTS[i])
+    }
+
+    /// Runs the pika client below on host `i` against its own node: its JSON answer.
+    fn client(&self, i: usize, args: &[&str]) -> serde_json::Value {
+        let script = self.dir.join("client.py");
+        std::fs::write(&script, CLIENT).unwrap();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns(i), "/usr/bin/python3"])
+            .arg(&script)
+            .arg(format!("198.18.0.{}", 100 + i))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+            panic!(
+                "client {args:?} on {}: {e}: {text}{}",
+                HOSTS[i],
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
     }
 
     /// `warren server` with default ports, as a user runs it on that host.
@@ -246,6 +269,42 @@ impl Drop for Lab {
     }
 }
 
+/// A pika client (python3-pika, as RabbitMQ users have it): `HOST publish QUEUE FROM TO`
+/// publishes persistent messages `mFROM..mTO` with confirms (5 s each) and reports how many
+/// were confirmed; `HOST drain QUEUE` takes every message and reports body -> redelivered
+/// flags.
+const CLIENT: &str = r#"
+import json, sys, pika
+host, mode, queue = sys.argv[1], sys.argv[2], sys.argv[3]
+params = pika.ConnectionParameters(host, credentials=pika.PlainCredentials("app", "app"),
+                                   blocked_connection_timeout=5, socket_timeout=5)
+out = {}
+try:
+    conn = pika.BlockingConnection(params)
+    ch = conn.channel()
+    if mode == "publish":
+        ch.queue_declare(queue, durable=True)
+        ch.confirm_delivery()
+        confirmed = 0
+        for i in range(int(sys.argv[4]), int(sys.argv[5])):
+            ch.basic_publish("", queue, b"m%d" % i, pika.BasicProperties(delivery_mode=2))
+            confirmed += 1
+        out["confirmed"] = confirmed
+    else:
+        seen = {}
+        while True:
+            m, props, body = ch.basic_get(queue, auto_ack=True)
+            if m is None:
+                break
+            seen.setdefault(body.decode(), []).append(m.redelivered)
+        out["seen"] = seen
+    conn.close()
+except Exception as e:
+    out.setdefault("confirmed", locals().get("confirmed", 0))
+    out["error"] = repr(e)
+print(json.dumps(out))
+"#;
+
 fn running(out: &str) -> usize {
     serde_json::from_str::<serde_json::Value>(out)
         .ok()
@@ -298,8 +357,52 @@ fn three_hosts_join_fail_and_heal_a_partition() {
         o.contains("while-101-is-down")
     });
 
+    // hadoop102 leads a mirrored queue with one synchronised mirror.
+    lab.ok(
+        1,
+        &[
+            "set_policy",
+            "ha-two",
+            "^mirror",
+            r#"{"ha-mode":"exactly","ha-params":2,"ha-sync-mode":"automatic"}"#,
+        ],
+    );
+    lab.ok(0, &["add_user", "app", "app"]);
+    lab.ok(0, &["set_permissions", "app", ".*", ".*", ".*"]);
+    let sent = lab.client(2, &["publish", "mirror_part", "0", "200"]);
+    assert_eq!(sent["confirmed"], 200, "{sent}");
+    let listed = lab.eventually(
+        0,
+        &["list_queues", "name", "pid", "synchronised_slave_pids"],
+        "a synchronised mirror",
+        |o| {
+            o.lines()
+                .any(|l| l.starts_with("mirror_part\twarren@hadoop102\t[\"warren@hadoop10"))
+        },
+    );
+    println!("before the partition: {listed}");
+
     // Partition: hadoop102 alone cannot reach a majority and stops serving.
     lab.link(2, false);
+    // Cut off, it confirms nothing: its mirror cannot be left out without the majority.
+    let cut_off = lab.client(2, &["publish", "mirror_part", "1000", "1001"]);
+    assert_eq!(
+        cut_off["confirmed"], 0,
+        "the isolated leader confirmed: {cut_off}"
+    );
+    // The majority promotes the synchronised mirror and carries on.
+    let moved = lab.eventually(
+        0,
+        &["list_queues", "name", "pid"],
+        "the mirror promoted on the majority side",
+        |o| {
+            o.lines()
+                .any(|l| l.starts_with("mirror_part\twarren@hadoop10") && !l.contains("hadoop102"))
+        },
+    );
+    println!("during the partition: {moved}");
+    let more = lab.client(0, &["publish", "mirror_part", "200", "300"]);
+    assert_eq!(more["confirmed"], 100, "{more}");
     lab.eventually(2, &["cluster_status"], "isolated host pauses", |o| {
         o.contains("cannot reach a majority")
     });
@@ -328,4 +431,24 @@ fn three_hosts_join_fail_and_heal_a_partition() {
             |o| running(o) == 3,
         );
     }
+    // Every confirmed message is there, read through the formerly isolated host.
+    let drained = lab.client(2, &["drain", "mirror_part"]);
+    let seen = drained["seen"].as_object().expect("drained");
+    for i in 0..300 {
+        assert!(
+            seen.contains_key(&format!("m{i}")),
+            "confirmed m{i} lost: {drained}"
+        );
+    }
+    for (body, flags) in seen {
+        let flags = flags.as_array().unwrap();
+        assert!(
+            flags.len() == 1 || flags.iter().skip(1).all(|r| r == true),
+            "{body} delivered again without redelivered: {drained}"
+        );
+    }
+    println!(
+        "after healing: {} messages consumed, all 300 confirmed ones among them",
+        seen.len()
+    );
 }

@@ -55,6 +55,8 @@ impl Channel {
             unacked: AtomicU32::new(0),
             notify_cancel: ctx.consumer_cancel_notify,
             seq: q.next_consumer_seq(),
+            cancel_on_failover: args::get(&m.arguments, "x-cancel-on-ha-failover")
+                .is_some_and(|v| matches!(v, warren_amqp::AMQPValue::Boolean(true))),
         });
         let id = self.id;
         let nowait = m.nowait;

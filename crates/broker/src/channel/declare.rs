@@ -187,14 +187,22 @@ impl Channel {
             ctx.check(Access::Configure, "queue", &name)?;
         }
         if ctx.broker.clustered() && !m.passive && ctx.vhost.queue(&name).is_none() {
+            let arguments = json::table(&m.arguments);
+            let home = crate::replication::placement::locate(
+                ctx.broker,
+                &ctx.vhost.name,
+                &name,
+                &arguments,
+                m.exclusive,
+            );
             let op = MetaOp::DeclareQueue {
                 vhost: ctx.vhost.name.clone(),
                 name: name.clone(),
                 durable: m.durable,
                 auto_delete: m.auto_delete,
                 exclusive_owner: m.exclusive.then_some(ctx.connection_id),
-                arguments: json::table(&m.arguments),
-                home: ctx.broker.config.node_name.clone(),
+                arguments,
+                home,
                 server_named,
             };
             let then = Then::QueueDeclared {

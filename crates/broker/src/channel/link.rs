@@ -28,9 +28,26 @@ pub struct Consumer {
     pub notify_cancel: bool,
     /// Registration order (single-active-consumer queues deliver to the earliest).
     pub seq: u64,
+    /// `x-cancel-on-ha-failover`: cancel this consumer when its mirrored queue fails over.
+    pub cancel_on_failover: bool,
 }
 
 impl Consumer {
+    /// Tells the client the server cancelled this consumer (`basic.cancel`), if it announced
+    /// `consumer_cancel_notify`.
+    pub fn notify_cancelled(&self) {
+        if !self.notify_cancel {
+            return;
+        }
+        let m = warren_amqp::AMQPClass::Basic(warren_amqp::basic::AMQPMethod::Cancel(
+            warren_amqp::basic::Cancel {
+                consumer_tag: warren_amqp::ShortString::from(self.tag.clone()),
+                nowait: true,
+            },
+        ));
+        self.link.wire.send(|out| out.method(self.link.id, &m));
+    }
+
     fn has_credit(&self) -> bool {
         self.no_ack || self.prefetch == 0 || self.unacked.load(Ordering::Relaxed) < self.prefetch
     }

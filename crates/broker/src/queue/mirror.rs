@@ -14,7 +14,7 @@
 //! those a former leader handed out and a returning replica can drop what the new leader
 //! never had.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +50,9 @@ pub struct MirrorLink {
     /// Catch-up progress: messages to send, messages sent.
     pub sync_total: AtomicU64,
     pub sync_sent: AtomicU64,
+    /// `ha-sync-mode: manual`: the mirror got no catch-up; it is in sync once these (the
+    /// messages it lacks) have all left the queue, as in RabbitMQ.
+    unsynced: parking_lot::Mutex<Option<HashSet<u64>>>,
 }
 
 impl MirrorLink {
@@ -68,6 +71,12 @@ impl MirrorLink {
     pub fn caught_up(&self) -> bool {
         self.counting.load(Ordering::Acquire)
             && self.acked.load(Ordering::Acquire) >= self.counted_from.load(Ordering::Acquire)
+            && self.unsynced.lock().as_ref().is_none_or(HashSet::is_empty)
+    }
+
+    /// Messages this (manually synchronised) mirror still lacks.
+    pub fn unsynced(&self) -> Option<usize> {
+        self.unsynced.lock().as_ref().map(HashSet::len)
     }
 }
 
@@ -137,6 +146,11 @@ impl Shipping {
     pub fn gone(&mut self, id: u64) {
         if self.live.remove(&id).is_some() {
             self.settled.push(id);
+            for l in &self.links {
+                if let Some(set) = l.unsynced.lock().as_mut() {
+                    set.remove(&id);
+                }
+            }
         }
     }
 
@@ -257,8 +271,15 @@ pub fn to_ranges(ids: impl Iterator<Item = u64>) -> Vec<(u64, u64)> {
 
 impl Queue {
     /// A mirror on `node` attaches, holding `have`: registers its link and works out what
-    /// it must drop and receive to match this leader.
-    pub fn attach_mirror(&self, node: &str, have: &[(u64, u64)]) -> Result<Attached, String> {
+    /// it must drop and receive to match this leader. Without `catch_up` (`ha-sync-mode:
+    /// manual`, and no `sync_queue` asked for) it receives only what arrives from now on.
+    pub fn attach_mirror(
+        &self,
+        node: &str,
+        have: &[(u64, u64)],
+        catch_up: bool,
+    ) -> Result<Attached, String> {
+        let catch_up = catch_up || self.sync_requested.lock().remove(node);
         let mut st = self.state();
         if self.is_standin() {
             return Err(format!("queue '{}' is not led by this node", self.name));
@@ -280,6 +301,7 @@ impl Queue {
             closed_signal: Notify::new(),
             sync_total: AtomicU64::new(0),
             sync_sent: AtomicU64::new(0),
+            unsynced: parking_lot::Mutex::new(None),
         });
         for old in s.links.iter().filter(|l| l.node == node) {
             old.close();
@@ -289,12 +311,15 @@ impl Queue {
         for &(start, end) in have {
             drop.extend((start..=end).filter(|id| !s.live.contains_key(id)));
         }
-        let snapshot: Vec<Entry> = s
+        let mut snapshot: Vec<Entry> = s
             .live
             .values()
             .filter(|e| !in_ranges(have, e.id))
             .cloned()
             .collect();
+        if !catch_up {
+            *link.unsynced.lock() = Some(snapshot.drain(..).map(|e| e.id).collect());
+        }
         link.sync_total
             .store(snapshot.len() as u64, Ordering::Relaxed);
         s.links.push(link.clone());
@@ -471,6 +496,42 @@ impl Queue {
         st.shipping = Some(s);
     }
 
+    /// `sync_queue`: mirrors not in sync reconnect and get a full catch-up.
+    pub fn request_sync(&self) {
+        let p = self.placement();
+        let waiting: Vec<String> = p
+            .mirrors
+            .iter()
+            .filter(|m| !p.in_sync.contains(m))
+            .cloned()
+            .collect();
+        self.sync_requested.lock().extend(waiting.iter().cloned());
+        if let Some(s) = self.state().shipping.as_mut() {
+            for l in s.links.iter().filter(|l| waiting.contains(&l.node)) {
+                l.close();
+            }
+        }
+    }
+
+    /// `cancel_sync_queue`: catch-ups in progress stop; those mirrors reconnect without one.
+    pub fn cancel_sync(&self) {
+        self.sync_requested.lock().clear();
+        if let Some(s) = self.state().shipping.as_mut() {
+            for l in s.links.iter() {
+                let sent = l.sync_sent.load(Ordering::Relaxed);
+                if sent < l.sync_total.load(Ordering::Relaxed) {
+                    l.close();
+                    self.sync_cancelled.lock().insert(l.node.clone());
+                }
+            }
+        }
+    }
+
+    /// Whether a cancelled catch-up means this mirror's next link gets none.
+    pub fn sync_cancelled(&self, node: &str) -> bool {
+        self.sync_cancelled.lock().remove(node)
+    }
+
     /// The committed in-sync set changed (the leader's confirms now wait for these).
     pub fn set_in_sync(&self, nodes: &[String]) {
         let mut st = self.state();
@@ -488,6 +549,24 @@ impl Queue {
 
     pub(crate) fn set_placement(&self, p: crate::replication::Placement) {
         *self.placement.lock() = p;
+    }
+
+    /// A failover happened: consumers that asked for `x-cancel-on-ha-failover` are
+    /// cancelled (the others carry on).
+    pub fn cancel_failover_consumers(&self) {
+        let cancelled: Vec<_> = {
+            let mut st = self.state();
+            let (gone, stay) = std::mem::take(&mut st.consumers)
+                .into_iter()
+                .partition(|c| c.cancel_on_failover);
+            st.consumers = stay;
+            st.next_consumer = 0;
+            self.mirror(&st);
+            gone
+        };
+        for c in cancelled {
+            c.notify_cancelled();
+        }
     }
 
     /// Failover: this node's copy becomes the queue. Every message in it is marked

@@ -117,6 +117,10 @@ pub struct Queue {
     incarnation: AtomicU32,
     /// A mirror task runs for this queue here (see `replication::follower`).
     pub(crate) following: AtomicBool,
+    /// Mirrors to catch up in full on their next link (`sync_queue`).
+    sync_requested: Mutex<std::collections::HashSet<String>>,
+    /// Mirrors whose catch-up was cancelled (`cancel_sync_queue`).
+    sync_cancelled: Mutex<std::collections::HashSet<String>>,
     /// The queue's name in the journal (`vhost NUL name`).
     key: String,
     state: Mutex<QueueState>,
@@ -221,6 +225,8 @@ impl Queue {
             placement: Mutex::new(Placement::default()),
             incarnation: AtomicU32::new(0),
             following: AtomicBool::new(false),
+            sync_requested: Mutex::new(Default::default()),
+            sync_cancelled: Mutex::new(Default::default()),
             key: format!("{}\0{name}", vhost.name),
             state: Mutex::new(QueueState {
                 ready: {

@@ -26,8 +26,6 @@ use crate::queue::Queue;
 
 /// A replica that holds a confirm up for this long leaves the in-sync set.
 pub const LAG: Duration = Duration::from_secs(1);
-/// Catch-up messages per write.
-const BATCH: usize = 256;
 
 /// Serves one mirror link (the caller saw `HEADER`).
 pub async fn serve(broker: Arc<Broker>, mut stream: TcpStream) {
@@ -56,7 +54,15 @@ pub async fn serve(broker: Arc<Broker>, mut stream: TcpStream) {
     let Some(q) = broker.vhost(&vhost).and_then(|v| v.queue(&queue)) else {
         return refuse(stream, &format!("no queue '{queue}' in vhost '{vhost}'")).await;
     };
-    let attached = match q.attach_mirror(&node, &have) {
+    let ha = broker.vhost(&vhost).and_then(|v| {
+        let policy = v.policy_for(&q.name, true);
+        super::placement::ha_policy(&q, policy.as_ref().map(|p| &p.1))
+    });
+    let catch_up = ha.as_ref().is_some_and(|h| h.automatic_sync) && !q.sync_cancelled(&node);
+    let batch = ha.map_or(super::placement::DEFAULT_SYNC_BATCH, |h| {
+        h.sync_batch.max(1)
+    });
+    let attached = match q.attach_mirror(&node, &have, catch_up) {
         Ok(a) => a,
         Err(e) => return refuse(stream, &e).await,
     };
@@ -76,7 +82,7 @@ pub async fn serve(broker: Arc<Broker>, mut stream: TcpStream) {
         rd,
         buf,
     ));
-    let result = stream_to(&q, attached, &mut wr).await;
+    let result = stream_to(&q, attached, batch, &mut wr).await;
     reader.abort();
     q.detach_mirror(&link);
     if let Err(e) = result {
@@ -96,6 +102,7 @@ async fn refuse(mut stream: TcpStream, reason: &str) {
 async fn stream_to(
     q: &Arc<Queue>,
     attached: crate::queue::mirror::Attached,
+    batch: usize,
     wr: &mut tokio::net::tcp::OwnedWriteHalf,
 ) -> Result<(), String> {
     let crate::queue::mirror::Attached {
@@ -111,7 +118,7 @@ async fn stream_to(
         wire::settle(&mut out, seq, &drop);
     }
     let journal = q.pager_journal();
-    for chunk in snapshot.chunks(BATCH) {
+    for chunk in snapshot.chunks(batch) {
         for e in chunk {
             // A paged-out message is read back from the journal (outside the queue lock).
             let e = match (&journal, e.paged) {
@@ -125,8 +132,18 @@ async fn stream_to(
         }
         wr.write_all(&out).await.map_err(io)?;
         out.clear();
-        link.sync_sent
+        let before = link
+            .sync_sent
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        let (sent, total) = (before + chunk.len() as u64, snapshot.len() as u64);
+        // Progress of a long catch-up, at each quarter.
+        if total >= 10_000 && before * 4 / total != sent * 4 / total {
+            tracing::info!(
+                "queue '{}': catching up the mirror on {}: {sent} of {total} messages sent",
+                q.name,
+                link.node
+            );
+        }
         if link.is_closed() {
             return Err("closed during catch-up".into());
         }

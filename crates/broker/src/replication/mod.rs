@@ -49,7 +49,11 @@ pub fn apply(b: &Arc<Broker>, q: &Arc<Queue>, home: &str, p: Placement) {
     let me = b.config.node_name.clone();
     let was_home = !q.is_standin();
     let mirror_here = p.mirrors.contains(&me);
+    let failover = q.placement().epoch != p.epoch && p.epoch > 0;
     q.set_placement(p.clone());
+    if failover {
+        q.cancel_failover_consumers();
+    }
     if home == me {
         if !was_home {
             let policy = b.vhost(&q.vhost).and_then(|v| v.policy_for(&q.name, true));

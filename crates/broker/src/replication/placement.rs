@@ -23,6 +23,9 @@ use crate::broker::Broker;
 use crate::metadata::MetaOp;
 use crate::queue::Queue;
 
+/// RabbitMQ's `mirroring_sync_batch_size` default.
+pub const DEFAULT_SYNC_BATCH: usize = 4096;
+
 /// How a queue is to be replicated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HaPolicy {
@@ -30,6 +33,8 @@ pub struct HaPolicy {
     pub promote_on_shutdown_always: bool,
     pub promote_on_failure_always: bool,
     pub automatic_sync: bool,
+    /// Messages per catch-up write (`ha-sync-batch-size`).
+    pub sync_batch: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -57,6 +62,7 @@ pub fn ha_policy(q: &Queue, policy: Option<&Value>) -> Option<HaPolicy> {
             promote_on_shutdown_always: false,
             promote_on_failure_always: false,
             automatic_sync: true,
+            sync_batch: DEFAULT_SYNC_BATCH,
         });
     }
     let def = policy?;
@@ -78,6 +84,10 @@ pub fn ha_policy(q: &Queue, policy: Option<&Value>) -> Option<HaPolicy> {
         promote_on_shutdown_always: always("ha-promote-on-shutdown"),
         promote_on_failure_always: always("ha-promote-on-failure"),
         automatic_sync: def.get("ha-sync-mode").and_then(Value::as_str) == Some("automatic"),
+        sync_batch: def
+            .get("ha-sync-batch-size")
+            .and_then(Value::as_u64)
+            .map_or(DEFAULT_SYNC_BATCH, |n| n as usize),
     })
 }
 
@@ -172,11 +182,60 @@ fn desired_mirrors(
     }
 }
 
-/// The metadata leader's loop: every queue's placement is checked a few times a second.
+/// Where a new queue is led (`x-queue-master-locator` / `x-queue-leader-locator`, or the
+/// policy's `queue-master-locator`): `client-local` (the default) is this node;
+/// `min-masters` / `balanced` the running member leading the fewest queues; `random` any
+/// running member. An exclusive queue stays with its connection.
+pub fn locate(b: &Broker, vhost: &str, name: &str, arguments: &Value, exclusive: bool) -> String {
+    let me = b.config.node_name.clone();
+    let Some(m) = b.metadata().filter(|_| !exclusive) else {
+        return me;
+    };
+    let arg = |k: &str| arguments.get(k).and_then(Value::as_str).map(str::to_string);
+    let policy = b
+        .vhost(vhost)
+        .and_then(|v| v.policy_for(name, true))
+        .and_then(|(_, d)| {
+            d.get("queue-master-locator")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+    let locator = arg("x-queue-master-locator")
+        .or_else(|| arg("x-queue-leader-locator"))
+        .or(policy)
+        .unwrap_or_default();
+    let running: Vec<String> = m
+        .view()
+        .members
+        .into_iter()
+        .filter(|(_, up)| *up)
+        .map(|(n, _)| n)
+        .collect();
+    match locator.as_str() {
+        "min-masters" | "balanced" => {
+            let queues = b.all_queues();
+            let led = |n: &str| queues.iter().filter(|q| q.home_node(b) == n).count();
+            running
+                .into_iter()
+                .min_by_key(|n| (led(n), n != &me))
+                .unwrap_or(me)
+        }
+        "random" if !running.is_empty() => {
+            let pick = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() as usize);
+            running[pick % running.len()].clone()
+        }
+        _ => me,
+    }
+}
+
+/// The metadata leader's loop: every queue's placement is checked ten times a second (a
+/// failover waits for the next check).
 pub async fn reconcile(broker: Weak<Broker>) {
     let mut leading = false;
     loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let Some(b) = broker.upgrade() else { return };
         let Some(m) = b.metadata() else { continue };
         if m.is_leader() != leading {
@@ -313,6 +372,7 @@ mod tests {
             promote_on_shutdown_always: false,
             promote_on_failure_always: false,
             automatic_sync: true,
+            sync_batch: DEFAULT_SYNC_BATCH,
         }
     }
 

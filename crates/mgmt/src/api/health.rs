@@ -1,5 +1,6 @@
 //! Health checks for monitoring and load balancers: `/api/health/checks/{alarms,
-//! local-alarms, virtual-hosts, port-listener/{port}, protocol-listener/{protocol}}` and the
+//! local-alarms, node-is-mirror-sync-critical, virtual-hosts, port-listener/{port},
+//! protocol-listener/{protocol}}` and the
 //! older `/api/aliveness-test/{vhost}`. Each answers 200 `{"status":"ok"}` or 503
 //! `{"status":"failed","reason":...}` with RabbitMQ's fields, so probes written for
 //! RabbitMQ read them unchanged.
@@ -58,6 +59,30 @@ pub async fn alarms(State(b): State<Arc<Broker>>, _u: User) -> Check {
     failed(
         "resource alarm(s) in effect in the cluster",
         json!({"alarms": list}),
+    )
+}
+
+/// `node-is-mirror-sync-critical`: fails when a mirrored queue led by this node has no
+/// synchronised mirror, i.e. stopping this node now would leave that queue without an
+/// up-to-date copy (RabbitMQ's check before a rolling restart).
+pub async fn mirror_sync_critical(State(b): State<Arc<Broker>>, _u: User) -> Check {
+    let me = &b.config.node_name;
+    let critical: Vec<Value> = b
+        .all_queues()
+        .iter()
+        .filter(|q| !q.is_standin())
+        .filter_map(|q| {
+            let p = q.placement();
+            (!p.mirrors.is_empty() && p.in_sync.is_empty())
+                .then(|| json!({"name": q.name, "vhost": q.vhost, "node": me}))
+        })
+        .collect();
+    if critical.is_empty() {
+        return ok(json!({}));
+    }
+    failed(
+        "there are queues led by this node with no synchronised mirror",
+        json!({"queues": critical}),
     )
 }
 

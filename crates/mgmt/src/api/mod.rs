@@ -163,6 +163,10 @@ fn health_routes() -> Router<Arc<Broker>> {
     Router::new()
         .route("/api/aliveness-test/{vhost}", get(health::aliveness))
         .route("/api/health/checks/alarms", get(health::alarms))
+        .route(
+            "/api/health/checks/node-is-mirror-sync-critical",
+            get(health::mirror_sync_critical),
+        )
         .route("/api/health/checks/local-alarms", get(health::alarms))
         .route(
             "/api/health/checks/virtual-hosts",

@@ -97,6 +97,15 @@ pub async fn declare(
 ) -> Result<StatusCode, ApiError> {
     vhost(&b, &vh)?;
     let req = super::json_body(&body)?;
+    let arguments = req.get("arguments").cloned().unwrap_or(json!({}));
+    // RabbitMQ's API takes the leader's node too; otherwise the locator decides.
+    let home = req
+        .get("node")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            warren_broker::replication::placement::locate(&b, &vh, &name, &arguments, false)
+        });
     let reply = super::submit(
         &b,
         MetaOp::DeclareQueue {
@@ -105,8 +114,8 @@ pub async fn declare(
             durable: super::flag(&req, "durable", true),
             auto_delete: super::flag(&req, "auto_delete", false),
             exclusive_owner: None,
-            arguments: req.get("arguments").cloned().unwrap_or(json!({})),
-            home: b.config.node_name.clone(),
+            arguments,
+            home,
             server_named: false,
         },
     )
@@ -240,9 +249,9 @@ pub async fn get_messages(
 }
 
 /// `POST .../actions` with `{"action":"sync"}` or `{"action":"cancel_sync"}` (the queue
-/// page's Synchronise / Cancel buttons). 204 like RabbitMQ, which starts the sync in the
-/// background; a queue without mirrors (every queue until mirroring lands in the cluster
-/// crate) has nothing to synchronise, so nothing is started.
+/// page's Synchronise / Cancel buttons, `sync_queue` / `cancel_sync_queue`). 204 like
+/// RabbitMQ: the leader's node starts (or stops) the catch-up of unsynchronised mirrors in
+/// the background.
 pub async fn actions(
     State(b): State<Arc<Broker>>,
     _u: User,
@@ -253,7 +262,15 @@ pub async fn actions(
     v.queue(&name).ok_or_else(ApiError::not_found)?;
     let req = super::json_body(&body)?;
     match req.get("action").and_then(Value::as_str) {
-        Some("sync" | "cancel_sync") => Ok(StatusCode::NO_CONTENT),
+        Some(action @ ("sync" | "cancel_sync")) => {
+            let op = warren_broker::metadata::MetaOp::SyncQueue {
+                vhost: vh,
+                name,
+                cancel: action == "cancel_sync",
+            };
+            super::submit(&b, op).await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
         Some(other) => Err(ApiError::bad_request(format!(
             "{{unknown,<<\"{other}\">>}}"
         ))),

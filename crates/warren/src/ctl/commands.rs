@@ -660,10 +660,30 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
         "join_cluster" | "forget_cluster_node" | "set_cluster_name" | "force_boot" => {
             super::cluster::execute(app, command, args, opts).await
         }
-        "sync_queue" | "cancel_sync_queue" => Err(Failure(
-            EX_SOFTWARE,
-            format!("Error: '{command}' is not implemented by Warren yet"),
-        )),
+        "sync_queue" | "cancel_sync_queue" => {
+            let b = running(app)?;
+            let name = arg(args, 0, &format!("{command} [-p <vhost>] <queue>"))?.to_string();
+            let vh = vhost_of(opts);
+            let cancel = command == "cancel_sync_queue";
+            submit(
+                &b,
+                MetaOp::SyncQueue {
+                    vhost: vh.clone(),
+                    name: name.clone(),
+                    cancel,
+                },
+            )
+            .await?;
+            let doing = if cancel {
+                "Stopping synchronising"
+            } else {
+                "Synchronising"
+            };
+            Ok((
+                format!("{doing} queue '{name}' in vhost '{vh}' ..."),
+                text(""),
+            ))
+        }
         other => Err(Failure(
             EX_USAGE,
             format!(
