@@ -93,6 +93,9 @@ pub struct Broker {
     cluster_state: Mutex<Option<serde_json::Value>>,
     /// Links that forward messages to queues' home nodes (see `queue::remote`).
     pub(crate) forward_links: crate::queue::remote::ForwardLinks,
+    /// Counts of queues led by other nodes, as their leaders last reported them:
+    /// `vhost NUL name` -> (ready, unacked, consumers).
+    remote_stats: Mutex<std::collections::HashMap<String, (usize, usize, usize)>>,
     me: Weak<Broker>,
 }
 
@@ -236,6 +239,7 @@ impl Broker {
             metadata: OnceLock::new(),
             cluster_state: Mutex::new(None),
             forward_links: Default::default(),
+            remote_stats: Default::default(),
             me: me.clone(),
         })
     }
@@ -334,6 +338,43 @@ impl Broker {
             )));
             tokio::spawn(crate::replication::leader::watch_lag(Arc::downgrade(self)));
         }
+    }
+
+    /// The counts of the queues led here, for the other nodes' listings.
+    pub fn led_queue_stats(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for q in self.all_queues().iter().filter(|q| !q.is_standin()) {
+            m.insert(
+                format!("{}\0{}", q.vhost, q.name),
+                serde_json::json!([q.message_count(), q.unacked_count(), q.consumer_count()]),
+            );
+        }
+        serde_json::Value::Object(m)
+    }
+
+    pub fn merge_remote_stats(&self, stats: &serde_json::Value) {
+        let Some(m) = stats.as_object() else { return };
+        let mut all = self.remote_stats.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in m {
+            let n = |i: usize| v.get(i).and_then(serde_json::Value::as_u64).unwrap_or(0) as usize;
+            all.insert(k.clone(), (n(0), n(1), n(2)));
+        }
+    }
+
+    /// A queue's (ready, unacked, consumers) as listings show them: its leader's numbers,
+    /// wherever it is listed.
+    pub fn listed_counts(&self, q: &crate::queue::Queue) -> (usize, usize, usize) {
+        let local = (q.message_count(), q.unacked_count(), q.consumer_count());
+        if !q.is_standin() {
+            return local;
+        }
+        let key = format!("{}\0{}", q.vhost, q.name);
+        self.remote_stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied()
+            .unwrap_or(local)
     }
 
     /// Every queue of every vhost.

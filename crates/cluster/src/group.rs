@@ -38,7 +38,13 @@ pub struct Group {
     /// Members whose cluster port refused the last ping (the process is gone) or that
     /// answered with their application stopped: down at once, not after `UP_WITHIN`.
     refused: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The local broker, whose queue counts ride along with some pings so that every node
+    /// lists every queue with its leader's numbers.
+    broker: std::sync::Weak<Broker>,
 }
+
+/// Every how many pings the queue counts go along.
+const STATS_EVERY: u32 = 7;
 
 /// Without a majority for this long, a node pauses (see `has_majority`).
 const LIVENESS: Duration = Duration::from_secs(3);
@@ -156,6 +162,7 @@ impl Group {
             cookie,
             alive: Default::default(),
             refused: Default::default(),
+            broker: Arc::downgrade(broker),
         });
         tokio::spawn(ping_members(Arc::downgrade(&g)));
         let fresh = !g.raft.is_initialized().await.map_err(crate::raft::io_err)?;
@@ -410,9 +417,16 @@ impl Group {
 /// Pings every other member's cluster port (all at once, every `PING_EVERY`) and records
 /// whose application runs.
 async fn ping_members(group: std::sync::Weak<Group>) {
+    let mut round = 0u32;
     loop {
         let Some(g) = group.upgrade() else { return };
-        let req = json!({"cluster": "ping"});
+        round = round.wrapping_add(1);
+        let mut req = json!({"cluster": "ping"});
+        if round % STATS_EVERY == 0 {
+            if let Some(b) = g.broker.upgrade() {
+                req["stats"] = b.led_queue_stats();
+            }
+        }
         let mut pings = Vec::new();
         for (p, _) in g.members() {
             if p.name == g.me.name {

@@ -188,3 +188,137 @@ async fn a_killed_leader_fails_over_and_a_returning_mirror_catches_up_by_delta()
     );
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_sync_the_locator_health_and_cancel_on_failover() {
+    use futures::StreamExt;
+    use lapin::options::BasicConsumeOptions;
+    use lapin::types::{AMQPValue, FieldTable};
+
+    let (a, b, c) = three_node_cluster();
+    set_policy(
+        &a,
+        "man",
+        "^manual",
+        r#"{"ha-mode":"exactly","ha-params":2,"ha-sync-mode":"manual"}"#,
+    );
+    let (_conn, ch) = confirming_channel(&a, "manual_q").await;
+    publish_range(&ch, "manual_q", 0..50).await;
+    // Manual: the new mirror gets what arrives from now on, not the 50 already there.
+    wait_queue(&c, "manual_q", "a mirror", |q| {
+        names(q, "slave_nodes").len() == 1
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let q = queue_info(&c, "manual_q");
+    assert!(names(&q, "synchronised_slave_nodes").is_empty(), "{q}");
+    let (code, body) = common::http(
+        &a,
+        "GET",
+        "/api/health/checks/node-is-mirror-sync-critical",
+        None,
+    );
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("manual_q"), "{body}");
+    // Every node lists the leader's numbers.
+    eventually(
+        &c,
+        &["list_queues", "name", "messages"],
+        "counts on a non-leader",
+        |o| o.lines().any(|l| l == "manual_q\t50"),
+    );
+
+    let out = ok(&b, &["sync_queue", "manual_q"]);
+    assert!(
+        out.contains("Synchronising queue 'manual_q' in vhost '/'"),
+        "{out}"
+    );
+    wait_queue(&c, "manual_q", "synchronised after sync_queue", |q| {
+        names(q, "synchronised_slave_nodes").len() == 1
+    });
+    let (code, body) = common::http(
+        &a,
+        "GET",
+        "/api/health/checks/node-is-mirror-sync-critical",
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // queue-master-locator: min-masters puts a new queue on a node leading none.
+    let conn = a.connect().await;
+    let located = conn.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-master-locator".into(),
+        AMQPValue::LongString("min-masters".into()),
+    );
+    located
+        .queue_declare("located".into(), Default::default(), args)
+        .await
+        .unwrap();
+    let q = wait_queue(&a, "located", "declared", |q| !q.is_null());
+    assert_ne!(
+        q["node"],
+        a.name(),
+        "min-masters chose the node that leads a queue already"
+    );
+
+    // Consumers on another node: the one that asked for x-cancel-on-ha-failover is
+    // cancelled by the failover, the other receives the messages from the new leader.
+    let conn_c = c.connect().await;
+    let ch_c = conn_c.create_channel().await.unwrap();
+    let mut cancel = FieldTable::default();
+    cancel.insert("x-cancel-on-ha-failover".into(), AMQPValue::Boolean(true));
+    let mut cancelled = ch_c
+        .basic_consume(
+            "manual_q".into(),
+            "cancel-me".into(),
+            BasicConsumeOptions::default(),
+            cancel,
+        )
+        .await
+        .unwrap();
+    ok(&a, &["stop_app"]);
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(d) = cancelled.next().await {
+            if let Ok(d) = d {
+                let _ = d
+                    .nack(lapin::options::BasicNackOptions {
+                        requeue: true,
+                        multiple: false,
+                    })
+                    .await;
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the x-cancel-on-ha-failover consumer was not cancelled"
+    );
+    let stays = conn_c.create_channel().await.unwrap();
+    let mut consumer = stays
+        .basic_consume(
+            "manual_q".into(),
+            "stays".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut got = 0;
+    while got < 50 {
+        let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+            .await
+            .expect("deliveries after the failover")
+            .expect("stream open")
+            .expect("delivery");
+        assert!(
+            d.redelivered,
+            "a message that was on the old leader comes redelivered"
+        );
+        got += 1;
+    }
+}

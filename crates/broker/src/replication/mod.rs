@@ -85,7 +85,7 @@ pub struct Status {
     pub leader: String,
     pub mirrors: Vec<String>,
     pub in_sync: Vec<String>,
-    /// A mirror is not in sync yet (catching up).
+    /// A catch-up is running (known on the leader's node).
     pub syncing: bool,
     /// On the leader's node: messages sent so far in the running catch-ups.
     pub sync_messages: Option<u64>,
@@ -94,7 +94,6 @@ pub struct Status {
 
 pub fn status(b: &Broker, q: &Queue) -> Status {
     let p = q.placement();
-    let syncing = p.mirrors.iter().any(|m| !p.in_sync.contains(m));
     let progress: Vec<_> = q
         .mirror_links()
         .into_iter()
@@ -108,7 +107,7 @@ pub fn status(b: &Broker, q: &Queue) -> Status {
         leader: q.home_node(b),
         mirrors: p.mirrors,
         in_sync: p.in_sync,
-        syncing,
+        syncing: !progress.is_empty(),
         sync_messages: (!progress.is_empty()).then(|| progress.iter().map(|p| p.1).sum()),
         queue_type: if quorum { "quorum" } else { "classic" },
     }

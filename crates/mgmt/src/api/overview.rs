@@ -24,9 +24,10 @@ pub async fn overview(
         queues += st.queues.len();
         exchanges += st.exchanges.len();
         for q in st.queues.values() {
-            ready += q.message_count();
-            unacked += q.unacked_count();
-            consumers += q.consumer_count();
+            let (r, u, c) = b.listed_counts(q);
+            ready += r;
+            unacked += u;
+            consumers += c;
         }
     }
     let channels: usize = b

@@ -19,8 +19,7 @@ use crate::auth::{ApiError, User};
 use warren_broker::json;
 
 fn to_json(b: &Broker, v: &Vhost, q: &Queue) -> Value {
-    let ready = q.message_count();
-    let unacked = q.unacked_count();
+    let (ready, unacked, consumers) = b.listed_counts(q);
     let policy = q.policy();
     let effective = policy
         .as_ref()
@@ -49,7 +48,7 @@ fn to_json(b: &Broker, v: &Vhost, q: &Queue) -> Value {
         "messages": ready + unacked,
         "messages_ready": ready,
         "messages_unacknowledged": unacked,
-        "consumers": q.consumer_count(),
+        "consumers": consumers,
     });
     if let Some(n) = r.sync_messages {
         item["sync_messages"] = json!(n);

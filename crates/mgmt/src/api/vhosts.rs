@@ -17,8 +17,9 @@ use crate::auth::{ApiError, User};
 fn to_json(b: &Broker, v: &Vhost) -> Value {
     let (mut ready, mut unacked) = (0, 0);
     for q in v.read().queues.values() {
-        ready += q.message_count();
-        unacked += q.unacked_count();
+        let (r, u, _) = b.listed_counts(q);
+        ready += r;
+        unacked += u;
     }
     json!({
         "name": v.name,

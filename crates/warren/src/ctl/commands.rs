@@ -181,14 +181,15 @@ pub async fn execute(app: &Arc<App>, command: &str, args: &[String], opts: &Valu
             let mut rows = Vec::new();
             for q in queues {
                 let r = warren_broker::replication::status(&b, &q);
+                let (ready, unacked, consumers) = b.listed_counts(&q);
                 let mut row = Vec::new();
                 for c in &cols {
                     row.push(match c.as_str() {
                         "name" => json!(q.name),
-                        "messages" => json!(q.message_count() + q.unacked_count()),
-                        "messages_ready" => json!(q.message_count()),
-                        "messages_unacknowledged" => json!(q.unacked_count()),
-                        "consumers" => json!(q.consumer_count()),
+                        "messages" => json!(ready + unacked),
+                        "messages_ready" => json!(ready),
+                        "messages_unacknowledged" => json!(unacked),
+                        "consumers" => json!(consumers),
                         "durable" => json!(q.durable),
                         "auto_delete" => json!(q.auto_delete),
                         "exclusive" => json!(q.exclusive_owner.is_some()),

@@ -60,7 +60,11 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, cookie: String) {
 /// A request from another node: Raft traffic and cluster membership for the metadata group.
 async fn peer_request(app: &Arc<App>, req: &Value) -> Value {
     if req["cluster"].as_str() == Some("ping") {
-        return json!({"ok": true, "node": app.node, "running": app.broker().is_some()});
+        let broker = app.broker();
+        if let (Some(b), Some(stats)) = (&broker, req.get("stats")) {
+            b.merge_remote_stats(stats);
+        }
+        return json!({"ok": true, "node": app.node, "running": broker.is_some()});
     }
     let group = match (app.group(), app.broker()) {
         (Some(g), _) => g,
