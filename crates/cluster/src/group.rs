@@ -422,7 +422,7 @@ async fn ping_members(group: std::sync::Weak<Group>) {
         let Some(g) = group.upgrade() else { return };
         round = round.wrapping_add(1);
         let mut req = json!({"cluster": "ping"});
-        if round % STATS_EVERY == 0 {
+        if round.is_multiple_of(STATS_EVERY) {
             if let Some(b) = g.broker.upgrade() {
                 req["stats"] = b.led_queue_stats();
             }
