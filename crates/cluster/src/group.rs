@@ -136,9 +136,9 @@ impl Group {
         let log = LogStore::open(&data_dir.join("raft.redb"))?;
         let config = Config {
             cluster_name: "warren".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 500,
-            election_timeout_max: 1000,
+            heartbeat_interval: 75,
+            election_timeout_min: 300,
+            election_timeout_max: 600,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
             ..Default::default()
         }

@@ -322,3 +322,72 @@ async fn manual_sync_the_locator_health_and_cancel_on_failover() {
         got += 1;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deep_queue_is_mirrored_from_paged_messages_and_fails_over_whole() {
+    use futures::StreamExt;
+    use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+    use lapin::types::FieldTable;
+    use lapin::BasicProperties;
+
+    const N: u32 = 30_000;
+    let (mut a, _b, c) = three_node_cluster();
+    // The queue fills up before it is mirrored: beyond 20,000 messages the leader pages
+    // them out, and the mirror's catch-up reads those back from the journal.
+    let (_conn, ch) = confirming_channel(&a, "deep").await;
+    let mut confirms = Vec::with_capacity(N as usize);
+    for i in 0..N {
+        // Half persistent, half transient: both kinds are replicated.
+        let props = BasicProperties::default().with_delivery_mode(if i % 2 == 0 { 2 } else { 1 });
+        let body = format!("m{i}");
+        let c = ch
+            .basic_publish(
+                "".into(),
+                "deep".into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                props,
+            )
+            .await
+            .unwrap();
+        confirms.push(c);
+    }
+    for c in confirms {
+        assert!(c.await.unwrap().is_ack());
+    }
+    set_policy(
+        &c,
+        "deep",
+        "^deep$",
+        r#"{"ha-mode":"all","ha-sync-mode":"automatic"}"#,
+    );
+    wait_queue(&c, "deep", "both mirrors in sync", |q| {
+        names(q, "synchronised_slave_nodes").len() == 2
+    });
+    a.kill9();
+    wait_queue(&c, "deep", "a mirror leads", |q| {
+        q["node"] != a.name() && !q["node"].is_null()
+    });
+    let conn = c.connect().await;
+    let consumer_ch = conn.create_channel().await.unwrap();
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    let mut consumer = consumer_ch
+        .basic_consume("deep".into(), "all".into(), no_ack, FieldTable::default())
+        .await
+        .unwrap();
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < N as usize {
+        let d = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {N} messages after the failover", seen.len()))
+            .expect("stream open")
+            .expect("delivery");
+        seen.insert(String::from_utf8_lossy(&d.data).into_owned());
+    }
+    for i in 0..N {
+        assert!(seen.contains(&format!("m{i}")), "m{i} lost");
+    }
+}

@@ -143,6 +143,16 @@ impl Shipping {
         Some(ticket)
     }
 
+    /// The ready list paged this message out: keep only where it is.
+    pub fn paged(&mut self, id: u64, (seg, offset, size): (Option<u32>, u64, u32)) {
+        if let Some(e) = self.live.get_mut(&id) {
+            e.seg = seg;
+            e.offset = offset;
+            e.paged = Some(size);
+            e.msg = Ready::placeholder();
+        }
+    }
+
     pub fn gone(&mut self, id: u64) {
         if self.live.remove(&id).is_some() {
             self.settled.push(id);
@@ -427,20 +437,41 @@ impl Queue {
             _ => (0, None, 0),
         };
         let priority = msg.properties.priority().unwrap_or(0);
-        st.replica.insert(
+        let size = msg.body_size() as u32;
+        let mut e = Entry {
             id,
-            Entry {
+            msg,
+            redelivered: false,
+            priority,
+            expires_at: None,
+            seg,
+            offset,
+            paged: None,
+            incarnation: 0,
+        };
+        // A mirror needs the body only if it is promoted: a journalled message is read back
+        // then, and beyond `IN_MEMORY` a transient one is paged out as the leader would.
+        if let (Some(j), true) = (
+            &self.pager,
+            seg.is_none() && st.replica.len() >= super::ready::IN_MEMORY,
+        ) {
+            let m = &e.msg;
+            let at = j.page_out(
+                &self.key,
                 id,
-                msg,
-                redelivered: false,
-                priority,
-                expires_at: None,
-                seg,
-                offset,
-                paged: None,
-                incarnation: 0,
-            },
-        );
+                &m.exchange,
+                &m.routing_key,
+                &m.raw_properties,
+                &m.body,
+            );
+            e.seg = Some(at.segment);
+            e.offset = at.offset;
+        }
+        if e.seg.is_some() {
+            e.paged = Some(size);
+            e.msg = Ready::placeholder();
+        }
+        st.replica.insert(id, e);
         epoch
     }
 
@@ -607,7 +638,9 @@ impl Queue {
                 e.incarnation = incarnation;
                 next = next.max(id + 1);
                 shipping.live.insert(id, e.clone());
-                st.ready.push_back(e);
+                if let Some(paged) = st.ready.push_back(e) {
+                    shipping.paged(id, paged);
+                }
             }
             st.next_id = next;
             st.shipping = Some(shipping);

@@ -534,11 +534,17 @@ impl Queue {
             paged: None,
             incarnation: self.incarnation(),
         };
+        let id = entry.id;
         let replicated = match st.shipping.as_mut() {
             Some(s) => s.ship_enqueue(&entry, self.pager.as_deref()),
             None => None,
         };
-        st.ready.push_back(entry);
+        if let Some(paged) = st.ready.push_back(entry) {
+            // Paged out: the list of live messages must not keep it in memory either.
+            if let Some(s) = st.shipping.as_mut() {
+                s.paged(id, paged);
+            }
+        }
         replicated.unwrap_or(sync)
     }
 
@@ -588,7 +594,11 @@ impl Queue {
             if let Some(s) = st.shipping.as_mut() {
                 s.live.insert(id, entry.clone());
             }
-            st.ready.push_back(entry);
+            if let Some(paged) = st.ready.push_back(entry) {
+                if let Some(s) = st.shipping.as_mut() {
+                    s.paged(id, paged);
+                }
+            }
         }
         drop(st);
         self.timer.notify_one();

@@ -92,7 +92,9 @@ impl Ready {
         (e.priority as usize).min(self.levels.len() - 1)
     }
 
-    pub fn push_back(&mut self, mut e: Entry) {
+    /// Appends an entry; returns where it went if it was paged out on the way (the caller
+    /// may hold the message elsewhere and drop it too).
+    pub fn push_back(&mut self, mut e: Entry) -> Option<(Option<u32>, u64, u32)> {
         self.len += 1;
         self.bytes += e.body_size();
         let l = self.level_of(&e);
@@ -111,11 +113,21 @@ impl Ready {
                     e.seg = Some(at.segment);
                     e.offset = at.offset;
                 }
-                e.paged = Some(e.msg.body_size() as u32);
+                let size = e.msg.body_size() as u32;
+                e.paged = Some(size);
                 e.msg = placeholder();
+                let paged = (e.seg, e.offset, size);
+                self.levels[l].push_back(e);
+                return Some(paged);
             }
         }
         self.levels[l].push_back(e);
+        None
+    }
+
+    /// The placeholder a paged-out entry holds instead of its message.
+    pub fn placeholder() -> Arc<Message> {
+        placeholder()
     }
 
     /// Puts an entry back where its id says it belongs (requeue).
