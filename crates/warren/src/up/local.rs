@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     apply_policy, default_dir, foreground, form_cluster, haproxy_cfg, install_sigint, lb_states,
-    run_ctl, wait_for, LbConfig, Stack, UpArgs, POLICY_TEXT,
+    node_states, run_ctl, wait_for, LbConfig, Stack, UpArgs, POLICY_TEXT,
 };
 
 struct Ports {
@@ -123,7 +123,7 @@ pub fn run(a: UpArgs) -> Result<(), String> {
         ),
     )?;
     print_banner(&a, &dir, lb_port, stats_port, started.elapsed());
-    foreground(&mut stack, stop, &dir, || {
+    foreground(&mut stack, stop, &dir, true, || {
         status_line(&exe, &cookie, &a, stats_port)
     })?;
     println!("stopping: load balancer, then nodes ...");
@@ -191,14 +191,12 @@ fn print_banner(a: &UpArgs, dir: &Path, lb_port: u16, stats_port: u16, took: Dur
     );
 }
 
-/// "nodes 3/3 up · lb warren1 UP, warren2 UP, warren3 UP": what changed is printed.
+/// "nodes 3/3 running · lb warren1 UP, warren2 UP, warren3 UP": what changed is printed.
 fn status_line(exe: &Path, cookie: &Path, a: &UpArgs, stats_port: u16) -> String {
-    let mut up = 0;
-    for i in 0..a.nodes {
-        if ctl(exe, cookie, i, a.port_offset, &["status"]).is_ok() {
-            up += 1;
-        }
-    }
+    let names: Vec<String> = (0..a.nodes).map(node_name).collect();
+    let nodes = node_states(&names, &|i, args| {
+        ctl(exe, cookie, i as u16, a.port_offset, args)
+    });
     let lb = lb_states(stats_port).unwrap_or_else(|| "stats unavailable".into());
-    format!("nodes {up}/{} up · lb {lb}", a.nodes)
+    format!("{nodes} · lb {lb}")
 }

@@ -109,6 +109,14 @@ impl Stack {
         self.children.push((name.to_string(), child));
     }
 
+    /// The children that have exited.
+    fn exited(&mut self) -> Vec<String> {
+        self.children
+            .iter_mut()
+            .filter_map(|(n, c)| matches!(c.try_wait(), Ok(Some(_))).then(|| n.clone()))
+            .collect()
+    }
+
     /// An error naming the first child that exited.
     fn check(&mut self) -> Result<(), String> {
         for (name, c) in self.children.iter_mut() {
@@ -125,7 +133,10 @@ impl Drop for Stack {
     /// each leaves the voter set in turn and the first node stays the cluster's last voter.
     fn drop(&mut self) {
         for (name, c) in self.children.iter_mut().rev() {
-            // SAFETY: a pid of our own child.
+            if matches!(c.try_wait(), Ok(Some(_))) {
+                continue; // reaped already: its pid may belong to someone else now
+            }
+            // SAFETY: a pid of our own child, not yet reaped.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(15);
             while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
@@ -288,20 +299,51 @@ fn lb_states(port: u16) -> Option<String> {
     Some(states.join(", "))
 }
 
-/// Stays in the foreground until Ctrl-C, printing `status()` whenever it changes; fails as
-/// soon as a child exits.
+/// "nodes 2/3 running (warren2@localhost app stopped)": each node's `warren ctl status`.
+fn node_states(
+    names: &[String],
+    ctl: &impl Fn(usize, &[&str]) -> Result<String, String>,
+) -> String {
+    let mut running = 0;
+    let mut other = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match ctl(i, &["status"]) {
+            // A stopped app still answers `status`; RabbitMQ prints the same line.
+            Ok(o) if o.contains("Application running: true") => running += 1,
+            Ok(_) => other.push(format!("{name} app stopped")),
+            Err(_) => other.push(format!("{name} down")),
+        }
+    }
+    let mut s = format!("nodes {running}/{} running", names.len());
+    if !other.is_empty() {
+        s.push_str(&format!(" ({})", other.join(", ")));
+    }
+    s
+}
+
+/// Stays in the foreground until Ctrl-C, printing `status()` whenever it changes. A child
+/// that exits ends it when `exits_are_fatal`; otherwise (a lab where the user kills things on
+/// purpose) the status line names it.
 fn foreground(
     stack: &mut Stack,
     stop: &AtomicBool,
     dir: &std::path::Path,
+    exits_are_fatal: bool,
     mut status: impl FnMut() -> String,
 ) -> Result<(), String> {
     let mut last = String::new();
     while !stop.load(Ordering::Relaxed) {
-        stack
-            .check()
-            .map_err(|e| format!("{e} (logs in {})", dir.display()))?;
-        let line = status();
+        let mut line = status();
+        if exits_are_fatal {
+            stack
+                .check()
+                .map_err(|e| format!("{e} (logs in {})", dir.display()))?;
+        } else {
+            let gone = stack.exited();
+            if !gone.is_empty() {
+                line.push_str(&format!(" · exited: {}", gone.join(", ")));
+            }
+        }
         if line != last {
             println!("{}  {line}", clock());
             last = line;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::namespaces::{self, Host};
 use super::{
     apply_policy, default_dir, foreground, form_cluster, haproxy_cfg, install_sigint, lb_states,
-    run_ctl, wait_for, Failure, LbConfig, Stack, UpArgs, POLICY_TEXT,
+    node_states, run_ctl, wait_for, Failure, LbConfig, Stack, UpArgs, POLICY_TEXT,
 };
 
 const BROKERS: [(&str, &str); 3] = [
@@ -76,7 +76,11 @@ pub fn main(a: UpArgs) -> Result<(), Failure> {
     if a.down {
         return down(&a.prefix, &dir, a.keep, true).map_err(Failure::from);
     }
-    run(&a, &dir, &vip).map_err(Failure::from)
+    run(&a, &dir, &vip).map_err(|e| {
+        // Every child is stopped by now; the logs stay for the post-mortem.
+        let _ = std::fs::remove_dir_all(dir.join("pids"));
+        Failure::from(format!("{e} (logs in {})", dir.display()))
+    })
 }
 
 /// `198.18.0.150/24` (or without the length) → the address; it must be a free host address
@@ -146,7 +150,13 @@ fn down(prefix: &str, dir: &Path, keep: bool, verbose: bool) -> Result<(), Strin
     }
     let dir_text = dir.display().to_string();
     if let Ok(rd) = std::fs::read_dir(dir.join("pids")) {
-        for e in rd.flatten() {
+        let mut entries: Vec<std::fs::DirEntry> = rd.flatten().collect();
+        // The order `up` itself stops them in: VRRP (releases the VIP), LBs, then nodes.
+        entries.sort_by_key(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            (!n.contains("-vrrp"), !n.contains("-lb"), n)
+        });
+        for e in entries {
             let name = e.file_name().to_string_lossy().into_owned();
             let Some(pid) = read_pid(&e.path()) else {
                 continue;
@@ -307,8 +317,8 @@ fn run(a: &UpArgs, dir: &Path, vip: &str) -> Result<(), String> {
             .env("WARREN_REGISTRY_DIR", registry(i));
         run_ctl(cmd, &format!("{} on {}", args.join(" "), node(i)))
     };
-    for i in 0..BROKERS.len() {
-        let log = dir.join(BROKERS[i].0).join("server.log");
+    for (i, (host, _)) in BROKERS.iter().enumerate() {
+        let log = dir.join(host).join("server.log");
         wait_for(
             &mut stack,
             || ctl(i, &["await_startup"]).is_ok(),
@@ -317,7 +327,11 @@ fn run(a: &UpArgs, dir: &Path, vip: &str) -> Result<(), String> {
     }
     form_cluster(&mut stack, BROKERS.len(), &node(0), &node(0), &ctl)?;
     apply_policy(&ctl)?;
-    if !ctl(0, &["list_users"])?.contains(USER) {
+    let users = ctl(0, &["list_users"])?;
+    if !users
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(USER))
+    {
         ctl(0, &["add_user", USER, PASS])?;
     }
     ctl(0, &["set_user_tags", USER, "administrator"])?;
@@ -413,7 +427,10 @@ fn run(a: &UpArgs, dir: &Path, vip: &str) -> Result<(), String> {
         ),
     )?;
     print_banner(a, dir, &exe, vip, started.elapsed());
-    foreground(&mut stack, stop, dir, || status_line(prefix, vip, &ctl))?;
+    // Killing parts is what this lab is for: an exited child shows in the status line.
+    foreground(&mut stack, stop, dir, false, || {
+        status_line(prefix, vip, &ctl)
+    })?;
     println!("stopping: VRRP, load balancers, then nodes ...");
     drop(stack);
     drop(guard);
@@ -444,18 +461,16 @@ fn vip_holder(prefix: &str, vip: &str) -> String {
     }
 }
 
-/// "nodes 3/3 up · VIP on lb1 · lb1 [hadoop100 UP, ...] · lb2 [...]".
+/// "nodes 3/3 running · VIP on lb1 · lb1 [hadoop100 UP, ...] · lb2 [...]".
 fn status_line(
     prefix: &str,
     vip: &str,
     ctl: &impl Fn(usize, &[&str]) -> Result<String, String>,
 ) -> String {
-    let up = (0..BROKERS.len())
-        .filter(|&i| ctl(i, &["status"]).is_ok())
-        .count();
+    let names: Vec<String> = BROKERS.iter().map(|(h, _)| h.to_string()).collect();
     let mut s = format!(
-        "nodes {up}/{} up · VIP on {}",
-        BROKERS.len(),
+        "{} · VIP on {}",
+        node_states(&names, ctl),
         vip_holder(prefix, vip)
     );
     for (lb, _) in LBS {
