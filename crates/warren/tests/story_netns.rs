@@ -866,6 +866,7 @@ fn story_three_brokers_two_lbs_vip_failover_no_confirmed_message_lost() {
         println!("skipping: {why}");
         return;
     }
+    println!("[ 1] hosts: 6 namespaces on 198.18.0.0/24 ...");
     let started = Instant::now();
     let lab = Lab::new().unwrap_or_else(|e| panic!("step 0 'hosts' failed: {e}"));
     let mut s = Story {
