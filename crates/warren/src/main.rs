@@ -38,7 +38,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// A local cluster (3 nodes) with the load balancer on 5672 and the management UI.
+    /// A local cluster (3 nodes) with the load balancer on 5672 and the management UI; with
+    /// --netns (root) the full topology in network namespaces: 3 hosts, 2 LB/VRRP hosts, a VIP.
     Up(up::UpArgs),
     /// Load generator with RabbitMQ PerfTest's flags (`warren perf -x 1 -y 1 -z 10`).
     #[command(disable_help_flag = true)]
