@@ -1,6 +1,8 @@
 //! The per-host node registry (what epmd is to RabbitMQ): one small JSON file per running
 //! node under `/run/warren` (root) or `$XDG_RUNTIME_DIR/warren`, recording its ports, so that
-//! `warren ctl -n name@host` finds a local node on a non-default port.
+//! `warren ctl -n name@host` finds a local node on a non-default port. Network namespaces
+//! share the file system but not loopback, so an entry counts only in the namespace of the
+//! node that wrote it.
 
 use std::path::PathBuf;
 
@@ -13,6 +15,16 @@ pub struct Entry {
     pub amqp_port: u16,
     pub mgmt_port: u16,
     pub cluster_port: u16,
+    /// The node's network namespace (`/proc/self/ns/net`), when known.
+    #[serde(default)]
+    pub netns: Option<String>,
+}
+
+/// This process's network namespace, as `/proc/self/ns/net` names it.
+pub fn current_netns() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/net")
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 pub fn dir() -> PathBuf {
@@ -48,5 +60,7 @@ pub fn lookup(node: &str) -> Option<Entry> {
     let e: Entry = serde_json::from_slice(&std::fs::read(file(node)).ok()?).ok()?;
     // SAFETY: kill with signal 0 only checks that the process exists.
     let alive = unsafe { libc::kill(e.pid as libc::pid_t, 0) } == 0;
-    alive.then_some(e)
+    // A node in another namespace is not reachable on this one's loopback.
+    let here = e.netns.is_none() || e.netns == current_netns();
+    (alive && here).then_some(e)
 }

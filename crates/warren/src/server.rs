@@ -234,6 +234,7 @@ async fn serve(
         amqp_port,
         mgmt_port: mgmt.port(),
         cluster_port,
+        netns: warren_cluster::registry::current_netns(),
     };
     if let Err(e) = warren_cluster::registry::register(&entry) {
         tracing::warn!(

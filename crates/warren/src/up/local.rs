@@ -123,7 +123,7 @@ pub fn run(a: UpArgs) -> Result<(), String> {
         ),
     )?;
     print_banner(&a, &dir, lb_port, stats_port, started.elapsed());
-    foreground(&mut stack, stop, &dir, true, || {
+    foreground(&mut stack, stop, || {
         status_line(&exe, &cookie, &a, stats_port)
     })?;
     println!("stopping: load balancer, then nodes ...");

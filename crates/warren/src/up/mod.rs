@@ -322,27 +322,19 @@ fn node_states(
 }
 
 /// Stays in the foreground until Ctrl-C, printing `status()` whenever it changes. A child
-/// that exits ends it when `exits_are_fatal`; otherwise (a lab where the user kills things on
-/// purpose) the status line names it.
+/// that exits does not end it: stopping and killing nodes to watch queues fail over is what
+/// these clusters are for, so the status line names it instead.
 fn foreground(
     stack: &mut Stack,
     stop: &AtomicBool,
-    dir: &std::path::Path,
-    exits_are_fatal: bool,
     mut status: impl FnMut() -> String,
 ) -> Result<(), String> {
     let mut last = String::new();
     while !stop.load(Ordering::Relaxed) {
         let mut line = status();
-        if exits_are_fatal {
-            stack
-                .check()
-                .map_err(|e| format!("{e} (logs in {})", dir.display()))?;
-        } else {
-            let gone = stack.exited();
-            if !gone.is_empty() {
-                line.push_str(&format!(" · exited: {}", gone.join(", ")));
-            }
+        let gone = stack.exited();
+        if !gone.is_empty() {
+            line.push_str(&format!(" · exited: {}", gone.join(", ")));
         }
         if line != last {
             println!("{}  {line}", clock());

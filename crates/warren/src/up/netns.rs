@@ -428,9 +428,7 @@ fn run(a: &UpArgs, dir: &Path, vip: &str) -> Result<(), String> {
     )?;
     print_banner(a, dir, &exe, vip, started.elapsed());
     // Killing parts is what this lab is for: an exited child shows in the status line.
-    foreground(&mut stack, stop, dir, false, || {
-        status_line(prefix, vip, &ctl)
-    })?;
+    foreground(&mut stack, stop, || status_line(prefix, vip, &ctl))?;
     println!("stopping: VRRP, load balancers, then nodes ...");
     drop(stack);
     drop(guard);
