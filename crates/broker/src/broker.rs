@@ -77,6 +77,10 @@ pub struct Broker {
     shutdown: watch::Sender<bool>,
     /// Why this node does not serve clients now (no majority of the cluster reachable).
     paused: watch::Sender<Option<String>>,
+    /// False while a (re)started cluster member has not yet applied the cluster's latest
+    /// metadata: until then its view of which node leads which queue may be stale (a former
+    /// leader must not serve a queue that failed over while it was away).
+    caught_up: watch::Sender<bool>,
     /// Direct reply-to consumers by token.
     reply_targets: Mutex<HashMap<String, ReplyTarget>>,
     store: Option<Store>,
@@ -231,6 +235,7 @@ impl Broker {
             connections: Mutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
             paused: watch::channel(None).0,
+            caught_up: watch::channel(true).0,
             reply_targets: Mutex::new(HashMap::new()),
             stats: Stats::default(),
             store,
@@ -531,6 +536,23 @@ impl Broker {
 
     pub fn paused(&self) -> watch::Receiver<Option<String>> {
         self.paused.subscribe()
+    }
+
+    /// Whether this node has applied the cluster's metadata since it (re)started.
+    pub fn set_caught_up(&self, caught_up: bool) {
+        self.caught_up.send_if_modified(|c| {
+            let changed = *c != caught_up;
+            *c = caught_up;
+            changed
+        });
+    }
+
+    /// Waits (at most `max`) until the node has caught up; false if it has not.
+    pub async fn wait_caught_up(&self, max: std::time::Duration) -> bool {
+        let mut rx = self.caught_up.subscribe();
+        tokio::time::timeout(max, rx.wait_for(|c| *c))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {

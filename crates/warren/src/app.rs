@@ -144,13 +144,17 @@ impl App {
             let _ = std::fs::remove_file(&join_file);
             if restarted {
                 // Non-durable and exclusive queues homed here did not survive the restart.
+                // Committed through the group and applied here, it is also the barrier after
+                // which this node has every change made while it was away.
                 let op = warren_broker::metadata::MetaOp::DropTransientQueuesOf {
                     node: me.name.clone(),
                 };
-                if let Err(e) = broker.submit(op).await {
-                    tracing::warn!("could not drop this node's transient queues: {e}");
+                while let Err(e) = broker.submit(op.clone()).await {
+                    tracing::warn!("could not drop this node's transient queues: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
+            broker.set_caught_up(true);
             tracing::info!("node {} is a running member of the cluster", me.name);
         });
         Ok(g)
@@ -177,6 +181,8 @@ impl App {
                 "warren-internal-node-link",
             ));
         if self.is_clustered() {
+            // Clients wait until this node has applied what the cluster decided meanwhile.
+            broker.set_caught_up(false);
             self.start_group(&broker, true).await?;
         }
         let mut listeners = Vec::new();

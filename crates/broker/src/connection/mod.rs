@@ -45,6 +45,11 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     // Mirror links of other cluster nodes share the AMQP port (their address is already
     // known everywhere); they announce themselves with their own header.
+    // A client arriving while this node catches up with the cluster waits for it (a
+    // handshake a little slower) rather than see a stale leader for a queue.
+    if !broker.wait_caught_up(handshake::HANDSHAKE_TIMEOUT).await {
+        return;
+    }
     let mut first = [0u8; 8];
     let peeked = tokio::time::timeout(handshake::HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
     if matches!(peeked, Ok(Ok(8))) && &first == crate::replication::HEADER {
