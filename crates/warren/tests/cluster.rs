@@ -408,3 +408,60 @@ async fn the_cluster_reforms_after_restarts_in_any_order() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_published_on_another_node_arrives_as_the_client_sent_it() {
+    use lapin::options::{BasicPublishOptions, QueueBindOptions};
+    use lapin::types::AMQPValue;
+    let (a, _b, c) = three_node_cluster();
+    let (_conn_a, ch_a) = confirming_channel(&a, "topic_q").await;
+    ch_a.queue_bind(
+        "topic_q".into(),
+        "amq.topic".into(),
+        "kern.*".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    eventually(&c, &["list_bindings"], "the binding on c", |o| {
+        o.contains("kern.*")
+    });
+    // Published through c, forwarded to a: the consumer still sees the client's exchange,
+    // routing key and headers (RabbitMQ's topic tutorial prints the routing key).
+    let (_conn_c, ch_c) = confirming_channel(&c, "topic_q").await;
+    let mut headers = FieldTable::default();
+    headers.insert("h".into(), AMQPValue::LongString("v".into()));
+    let props = lapin::BasicProperties::default()
+        .with_headers(headers)
+        .with_content_type("text/plain".into());
+    let confirm = ch_c
+        .basic_publish(
+            "amq.topic".into(),
+            "kern.critical".into(),
+            BasicPublishOptions::default(),
+            b"disk full",
+            props,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack());
+    let got = ch_a
+        .basic_get("topic_q".into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+        .expect("the forwarded message");
+    assert_eq!(got.delivery.exchange.as_str(), "amq.topic");
+    assert_eq!(got.delivery.routing_key.as_str(), "kern.critical");
+    assert!(!got.delivery.redelivered);
+    let p = &got.delivery.properties;
+    assert_eq!(
+        p.content_type().as_ref().map(|s| s.as_str()),
+        Some("text/plain")
+    );
+    let h = p.headers().as_ref().expect("headers").inner().clone();
+    assert_eq!(h.len(), 1, "only the client's header: {h:?}");
+    assert!(matches!(h.get("h"), Some(AMQPValue::LongString(v)) if v.to_string() == "v"));
+}

@@ -216,13 +216,25 @@ impl PublishState {
             Body::One(b) => b,
             Body::Many(b) => b.freeze(),
         };
-        let message = Arc::new(Message {
+        let mut message = Message {
             exchange: p.exchange.name.clone(),
             routing_key: p.routing_key,
             raw_properties,
             properties,
             body,
-        });
+        };
+        // Another node forwarding a message it routed: restore what the client published.
+        let forwarded = if ctx.user == crate::auth::INTERNAL_USER {
+            crate::queue::remote::unwrap_forwarded(&mut message)
+        } else {
+            None
+        };
+        let message = Arc::new(message);
+        let route = Route {
+            mandatory: p.mandatory,
+            redelivered: forwarded.as_ref().is_some_and(|f| f.0),
+            key: forwarded.map(|f| f.1),
+        };
         match &mut self.mode {
             Mode::Tx(ops) => {
                 ops.push(TxOp::Publish {
@@ -232,10 +244,10 @@ impl PublishState {
                 });
             }
             Mode::Plain => {
-                route_and_enqueue(ctx, channel, &p.exchange, message, p.mandatory);
+                route_and_enqueue(ctx, channel, &p.exchange, message, route);
             }
             Mode::Confirm { next_seq, pending } => {
-                let outcome = route_and_enqueue(ctx, channel, &p.exchange, message, p.mandatory);
+                let outcome = route_and_enqueue(ctx, channel, &p.exchange, message, route);
                 let seq = *next_seq;
                 *next_seq += 1;
                 pending.push_back(match outcome {
@@ -301,7 +313,12 @@ impl PublishState {
                     message,
                     mandatory,
                 } => {
-                    route_and_enqueue(ctx, channel, &exchange, message, mandatory);
+                    let route = Route {
+                        mandatory,
+                        redelivered: false,
+                        key: None,
+                    };
+                    route_and_enqueue(ctx, channel, &exchange, message, route);
                 }
                 TxOp::Settle(t, m, r, a) => settles.push((t, m, r, a)),
             }
@@ -355,13 +372,26 @@ impl PublishState {
 /// messages are returned (312 NO_ROUTE) before any confirm for them is sent. Returns the
 /// journal epoch the confirm must wait for, or `None` when a queue refused the message
 /// (`x-overflow: reject-publish`), which the publisher is told with `basic.nack`.
+/// How a published message is routed: `key` overrides its routing key (another node's
+/// forward names the queue), and `redelivered` marks it (a forward sent again).
+struct Route {
+    mandatory: bool,
+    redelivered: bool,
+    key: Option<String>,
+}
+
 fn route_and_enqueue(
     ctx: &Ctx<'_>,
     channel: u16,
     exchange: &Arc<Exchange>,
     message: Arc<Message>,
-    mandatory: bool,
+    route: Route,
 ) -> Option<u64> {
+    let Route {
+        mandatory,
+        redelivered,
+        key,
+    } = route;
     if let Some(store) = &exchange.delayed {
         let delay = message
             .properties
@@ -387,7 +417,7 @@ fn route_and_enqueue(
     }
     let queues = ctx.vhost.route(
         exchange,
-        &message.routing_key,
+        key.as_deref().unwrap_or(&message.routing_key),
         message.properties.headers().as_ref(),
     );
     ctx.broker
@@ -409,7 +439,7 @@ fn route_and_enqueue(
         if q.in_flow() {
             *ctx.flow.borrow_mut() = Some(q.clone());
         }
-        sync = match q.publish(message.clone()) {
+        sync = match q.publish_with(message.clone(), redelivered) {
             crate::queue::Enqueued::Accepted { sync: s } => sync.map(|have| have.max(s)),
             crate::queue::Enqueued::Rejected => None,
         };

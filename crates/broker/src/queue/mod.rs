@@ -455,6 +455,12 @@ impl Queue {
 
     /// Appends a routed message and delivers what it can.
     pub fn publish(self: &Arc<Self>, msg: Arc<Message>) -> Enqueued {
+        self.publish_with(msg, false)
+    }
+
+    /// `publish`, with the message marked redelivered (a forwarded message sent again after
+    /// a link failure: it may be in the queue already).
+    pub fn publish_with(self: &Arc<Self>, msg: Arc<Message>, redelivered: bool) -> Enqueued {
         if let Some(r) = self.remote_link() {
             return r.forward(self, msg);
         }
@@ -465,7 +471,7 @@ impl Queue {
             let outcome = if over_limit(&st, 1, msg.body_size()) {
                 match st.settings.overflow {
                     Overflow::DropHead => {
-                        let sync = self.push(&mut st, msg, now);
+                        let sync = self.push(&mut st, msg, now, redelivered);
                         self.enforce_limits(&mut st);
                         Enqueued::Accepted { sync }
                     }
@@ -477,7 +483,7 @@ impl Queue {
                 }
             } else {
                 Enqueued::Accepted {
-                    sync: self.push(&mut st, msg, now),
+                    sync: self.push(&mut st, msg, now, redelivered),
                 }
             };
             self.dispatch(&mut st);
@@ -496,7 +502,7 @@ impl Queue {
 
     /// Appends to the ready list (and, if persistent on a durable queue, to the journal);
     /// returns the journal epoch to wait for before confirming (0 = none).
-    fn push(&self, st: &mut QueueState, msg: Arc<Message>, now: Instant) -> u64 {
+    fn push(&self, st: &mut QueueState, msg: Arc<Message>, now: Instant, redelivered: bool) -> u64 {
         let id = st.next_id;
         st.next_id += 1;
         let (sync, seg, offset) = match &self.journal {
@@ -526,7 +532,7 @@ impl Queue {
         let entry = Entry {
             id,
             msg,
-            redelivered: false,
+            redelivered,
             priority,
             expires_at: ttl.map(|ms| now + Duration::from_millis(ms)),
             seg,

@@ -73,6 +73,60 @@ pub(crate) struct Forward {
     queue: String,
     msg: Arc<Message>,
     ticket: u64,
+    /// Sent before, over a link that broke before confirming it: it may be there already.
+    resent: bool,
+}
+
+/// The header a forwarded message carries on the internal link: the exchange and routing
+/// key the client used (the link itself publishes straight to the queue) and whether it is
+/// a resend. The home node takes it off again (`unwrap_forwarded`).
+const FORWARDED: &str = "x-warren-forwarded";
+
+/// On the home node: restores a forwarded message's exchange, routing key and the client's
+/// own properties (byte for byte); returns whether it is a resend (to be marked
+/// redelivered) and the queue it was sent to (the routing key the link published with).
+pub fn unwrap_forwarded(m: &mut Message) -> Option<(bool, String)> {
+    use warren_amqp::AMQPValue;
+    let headers = m.properties.headers().as_ref()?;
+    let Some(AMQPValue::FieldArray(a)) = headers.inner().get(FORWARDED) else {
+        return None;
+    };
+    let (
+        Some(AMQPValue::LongString(exchange)),
+        Some(AMQPValue::LongString(routing_key)),
+        Some(AMQPValue::Boolean(resent)),
+        Some(AMQPValue::ByteArray(raw)),
+    ) = (
+        a.as_slice().first(),
+        a.as_slice().get(1),
+        a.as_slice().get(2),
+        a.as_slice().get(3),
+    )
+    else {
+        return None;
+    };
+    let raw = Bytes::copy_from_slice(raw.as_slice());
+    let properties = warren_amqp::content::decode_properties(&raw)?;
+    let resent = *resent;
+    m.exchange = exchange.to_string();
+    let queue = std::mem::replace(&mut m.routing_key, routing_key.to_string());
+    m.raw_properties = raw;
+    m.properties = properties;
+    Some((resent, queue))
+}
+
+/// The properties a forwarded message travels with (see `FORWARDED`).
+fn forwarded_properties(f: &Forward) -> Bytes {
+    use warren_amqp::AMQPValue;
+    let mut headers = f.msg.properties.headers().clone().unwrap_or_default();
+    let fields = vec![
+        AMQPValue::LongString(f.msg.exchange.clone().into()),
+        AMQPValue::LongString(f.msg.routing_key.clone().into()),
+        AMQPValue::Boolean(f.resent),
+        AMQPValue::ByteArray(f.msg.raw_properties.to_vec().into()),
+    ];
+    headers.insert(FORWARDED.into(), AMQPValue::FieldArray(fields.into()));
+    warren_amqp::content::encode_properties(&f.msg.properties.clone().with_headers(headers))
 }
 
 impl StandIn {
@@ -124,6 +178,7 @@ impl StandIn {
             queue: q.name.clone(),
             msg,
             ticket,
+            resent: false,
         };
         match link.try_send(f) {
             Ok(()) => Enqueued::Accepted { sync: ticket },
@@ -229,7 +284,10 @@ async fn forward_loop(
             continue;
         }
         // A new channel numbers publishes from 1 again: resend in the original order.
-        resend.extend(unconfirmed.drain(..).map(|(_, f)| f));
+        resend.extend(unconfirmed.drain(..).map(|(_, mut f)| {
+            f.resent = true;
+            f
+        }));
         let mut seq = 0u64;
         let frame_max = client.frame_max;
         let mut out = Outgoing::new();
@@ -307,7 +365,10 @@ fn reroute(
     resend: &mut VecDeque<Forward>,
     rx: &mut mpsc::Receiver<Forward>,
 ) {
-    resend.extend(unconfirmed.drain(..).map(|(_, f)| f));
+    resend.extend(unconfirmed.drain(..).map(|(_, mut f)| {
+        f.resent = true;
+        f
+    }));
     while let Ok(f) = rx.try_recv() {
         resend.push_back(f);
     }
@@ -342,7 +403,7 @@ fn publish(out: &mut Outgoing, f: &Forward, frame_max: u32) {
     // Straight to the queue through the home node's default exchange; the stand-in already
     // did the routing here.
     out.publish(1, "", &f.queue, false);
-    out.content(1, &f.msg.raw_properties, &f.msg.body, frame_max);
+    out.content(1, &forwarded_properties(f), &f.msg.body, frame_max);
 }
 
 /// Keeps a link to the home node while the stand-in needs one: it has consumers, messages
