@@ -328,6 +328,8 @@ cell_fo() {
 }
 cpu_cell() { [ -n "${TP[$1]:-}" ] || { echo "not run"; return; }; local s r c bc gc; read -r s r c bc gc <<<"${TP[$1]}"; echo "brokers $bc%, generator $gc%"; }
 read -r _ wr _ _ _ <<<"${TP[warren]:-0 0 0 0 0}"
+# A ratio against a Warren queue that was not mirrored would compare different work.
+[ "${MIRRORED[warren]:-no}" = yes ] || wr=0
 read -r _ rr _ _ _ <<<"${TP[rabbitmq]:-0 0 0 0 0}"
 
 echo
