@@ -410,6 +410,10 @@ impl Journal {
         self.synced_for_peers.subscribe()
     }
 
+    pub fn synced_for_peers_epoch(&self) -> u64 {
+        *self.synced_for_peers.borrow()
+    }
+
     /// What is written and fsynced, tickets aside.
     pub fn written(&self) -> watch::Receiver<u64> {
         self.written_watch.subscribe()

@@ -370,18 +370,24 @@ impl Cluster {
             .unwrap_or_else(|| panic!("leader {name} is none of this cluster's nodes"))
     }
 
-    fn any_up(&self) -> &Node {
-        let up = self.sh.up.lock().unwrap();
-        &self.nodes[up.iter().position(|&u| u).expect("a running node")]
-    }
-
     /// Waits until the queue has a leader on a running node and an in-sync mirror; returns
     /// (leader index, mirror indices).
     async fn mirrored(&self, what: &str) -> (usize, Vec<usize>) {
         let up = self.sh.up.lock().unwrap().clone();
         let deadline = Instant::now() + SETTLE;
         loop {
-            let seen = queue_nodes(self.any_up());
+            // Every running node must agree: one that just restarted may still be catching
+            // up with the cluster, and its listing would name a former leader.
+            let views: Vec<_> = (0..self.nodes.len())
+                .filter(|&i| up[i])
+                .map(|i| queue_nodes(&self.nodes[i]))
+                .collect();
+            let agreed = views.windows(2).all(|w| w[0] == w[1]);
+            let seen = if agreed {
+                views.first().cloned().flatten()
+            } else {
+                None
+            };
             if let Some((leader, synced)) = &seen {
                 let li = self.index_of(leader);
                 let mirrors: Vec<usize> = synced.iter().map(|m| self.index_of(m)).collect();

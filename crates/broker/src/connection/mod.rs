@@ -178,9 +178,8 @@ struct Env {
 }
 
 impl Env {
-    /// The journal's durable epoch (everything is "durable" without a journal).
     fn synced_epoch(&self) -> u64 {
-        self.broker.journal().map_or(u64::MAX, |j| j.synced_epoch())
+        confirmable_epoch(&self.broker, &self.session.user)
     }
 
     fn ctx(&self) -> Ctx<'_> {
@@ -240,8 +239,6 @@ impl Connection {
         let mut shutdown = self.env.broker.shutdown_signal();
         let mut paused = self.env.broker.paused();
         let mut forced = self.env.live.close_requests();
-        // Another node's internal link must not wait for this node's own forwarding (see
-        // `Journal::synced_for_peers`).
         let internal = self.env.session.user == crate::auth::INTERNAL_USER;
         let mut journal = self.env.broker.journal().map(|j| {
             if internal {
@@ -589,6 +586,20 @@ impl Connection {
     }
 }
 
+/// The durable epoch up to which this session's publishes may be confirmed (everything is
+/// durable without a journal). Another node's internal link (and this node's link to
+/// itself) must not wait for this node's own forwarding, or two forwarding nodes could wait
+/// for each other forever (see `Journal::synced_for_peers`); a client waits for everything.
+fn confirmable_epoch(broker: &Broker, user: &str) -> u64 {
+    broker.journal().map_or(u64::MAX, |j| {
+        if user == crate::auth::INTERNAL_USER {
+            j.synced_for_peers_epoch()
+        } else {
+            j.synced_epoch()
+        }
+    })
+}
+
 /// A channel-level error closes the channel (the client answers `close-ok`); a
 /// connection-level one is passed up.
 fn close_channel_with(ctx: &Ctx<'_>, ch: &mut Channel, e: AmqpError) -> Result<(), AmqpError> {
@@ -596,8 +607,7 @@ fn close_channel_with(ctx: &Ctx<'_>, ch: &mut Channel, e: AmqpError) -> Result<(
         return Err(e);
     }
     tracing::info!("closing channel {}: {e}", ch.id);
-    let synced = ctx.broker.journal().map_or(u64::MAX, |j| j.synced_epoch());
-    ch.flush_confirms(ctx.wire, synced);
+    ch.flush_confirms(ctx.wire, confirmable_epoch(ctx.broker, ctx.user));
     ch.shutdown(ctx);
     ch.closing = true;
     let m = AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {

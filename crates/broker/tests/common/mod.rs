@@ -140,7 +140,11 @@ impl Node {
             .arg("--cookie-file")
             .arg(self.cookie_file())
             .args(&self.extra)
-            .env("WARREN_LOG", "info")
+            // WARREN_TEST_LOG raises the nodes' log level when a test needs looking into.
+            .env(
+                "WARREN_LOG",
+                std::env::var("WARREN_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -248,6 +252,15 @@ impl Drop for Node {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        // A failing test's nodes leave their logs behind (the test's output names them).
+        if std::thread::panicking() || std::env::var_os("WARREN_TEST_KEEP").is_some() {
+            eprintln!(
+                "kept the data and log of {} in {}",
+                self.name(),
+                self.dir.display()
+            );
+            return;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
