@@ -100,6 +100,8 @@ pub struct Broker {
     /// Counts of queues led by other nodes, as their leaders last reported them:
     /// `vhost NUL name` -> (ready, unacked, consumers).
     remote_stats: Mutex<std::collections::HashMap<String, (usize, usize, usize)>>,
+    /// Wakes the placement loop (a member was just seen down).
+    placement_wake: tokio::sync::Notify,
     me: Weak<Broker>,
 }
 
@@ -245,6 +247,7 @@ impl Broker {
             cluster_state: Mutex::new(None),
             forward_links: Default::default(),
             remote_stats: Default::default(),
+            placement_wake: tokio::sync::Notify::new(),
             me: me.clone(),
         })
     }
@@ -343,6 +346,15 @@ impl Broker {
             )));
             tokio::spawn(crate::replication::leader::watch_lag(Arc::downgrade(self)));
         }
+    }
+
+    /// Makes queue placement look again now (a member was just seen down).
+    pub fn wake_placement(&self) {
+        self.placement_wake.notify_one();
+    }
+
+    pub(crate) async fn placement_woken(&self, max: std::time::Duration) {
+        let _ = tokio::time::timeout(max, self.placement_wake.notified()).await;
     }
 
     /// The counts of the queues led here, for the other nodes' listings.

@@ -28,15 +28,25 @@ impl Message {
 }
 
 impl Message {
+    /// A message from its stored or shipped parts (`None` if its properties do not decode).
+    pub fn from_parts(
+        exchange: String,
+        routing_key: String,
+        raw_properties: bytes::Bytes,
+        body: bytes::Bytes,
+    ) -> Option<Message> {
+        let properties = warren_amqp::content::decode_properties(&raw_properties)?;
+        Some(Message {
+            exchange,
+            routing_key,
+            raw_properties,
+            properties,
+            body,
+        })
+    }
+
     /// A message read back from the journal (`None` if its properties do not decode).
     pub fn from_recovered(m: warren_store::RecoveredMessage) -> Option<Message> {
-        let properties = warren_amqp::content::decode_properties(&m.properties)?;
-        Some(Message {
-            exchange: m.exchange,
-            routing_key: m.routing_key,
-            raw_properties: m.properties,
-            properties,
-            body: m.body,
-        })
+        Message::from_parts(m.exchange, m.routing_key, m.properties, m.body)
     }
 }

@@ -37,7 +37,9 @@ pub struct Group {
     alive: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Members whose cluster port refused the last ping (the process is gone) or that
     /// answered with their application stopped: down at once, not after `UP_WITHIN`.
-    refused: std::sync::Mutex<std::collections::HashSet<String>>,
+    refused: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Marks a member refused (and wakes queue placement when that is news).
+    on_refused: network::OnRefused,
     /// The local broker, whose queue counts ride along with some pings so that every node
     /// lists every queue with its leader's numbers.
     broker: std::sync::Weak<Broker>,
@@ -145,9 +147,23 @@ impl Group {
         .validate()
         .map_err(crate::raft::io_err)?;
         let id = node_id(&me.name);
+        let refused: Arc<std::sync::Mutex<std::collections::HashSet<String>>> = Default::default();
+        let on_refused: network::OnRefused = {
+            let (refused, broker) = (refused.clone(), Arc::downgrade(broker));
+            Arc::new(move |peer: &str| {
+                let new = refused
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(peer.to_string());
+                if let (true, Some(b)) = (new, broker.upgrade()) {
+                    b.wake_placement();
+                }
+            })
+        };
         let net = Network {
             me: me.name.clone(),
             cookie: cookie.clone(),
+            on_refused: on_refused.clone(),
         };
         let sm = StateMachine {
             broker: Arc::downgrade(broker),
@@ -161,7 +177,8 @@ impl Group {
             id,
             cookie,
             alive: Default::default(),
-            refused: Default::default(),
+            refused,
+            on_refused,
             broker: Arc::downgrade(broker),
         });
         tokio::spawn(ping_members(Arc::downgrade(&g)));
@@ -442,11 +459,7 @@ async fn ping_members(group: std::sync::Weak<Group>) {
             pings.push(tokio::spawn(async move {
                 let ping = call_once(&p.addr, &g.cookie, &g.me.name, &req);
                 let answer = tokio::time::timeout(Duration::from_millis(1000), ping).await;
-                // The handshake's error keeps the OS error's name in its text.
-                let refused = matches!(&answer, Ok(Err(e)) if {
-                    let t = e.to_string();
-                    t.contains("ConnectionRefused") || t.contains("Connection refused")
-                });
+                let refused = matches!(&answer, Ok(Err(e)) if network::is_refused(e));
                 let running = matches!(&answer, Ok(Ok(v)) if v["running"].as_bool() == Some(true));
                 if running {
                     g.alive
@@ -457,11 +470,13 @@ async fn ping_members(group: std::sync::Weak<Group>) {
                 // An answer without the application running is as clear as a refusal: the
                 // node stopped its app (stop_app) and its queues must fail over now.
                 let stopped = matches!(&answer, Ok(Ok(v)) if v["running"].as_bool() == Some(false));
-                let mut r = g.refused.lock().unwrap_or_else(|e| e.into_inner());
                 if refused || stopped {
-                    r.insert(p.name.clone());
+                    (g.on_refused)(&p.name);
                 } else {
-                    r.remove(&p.name);
+                    g.refused
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&p.name);
                 }
             }));
         }

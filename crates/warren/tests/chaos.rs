@@ -19,6 +19,7 @@
 
 #[path = "../../broker/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +36,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::Confirmation;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use support::cluster::{join, ok};
 
 const COOKIE: &str = "CHAOSTESTCOOKIE";
 const QUEUE: &str = "mirror_chaos";
@@ -304,12 +306,6 @@ async fn consumer(sh: Arc<Shared>, preferred: usize) {
     }
 }
 
-fn ok(n: &Node, args: &[&str]) -> String {
-    let (code, out, err) = n.ctl(args);
-    assert_eq!(code, 0, "ctl {args:?} on {}: {out}{err}", n.name());
-    out
-}
-
 /// Polls `f` every 100 ms until it returns `Some`, or panics with `what` after `limit`.
 async fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
@@ -495,11 +491,8 @@ impl Cluster {
 async fn mirrored_queue_keeps_every_confirmed_message_through_kills_and_restarts() {
     let started = Instant::now();
     let nodes: Vec<Node> = (0..3).map(|_| Node::start_with_cookie(COOKIE)).collect();
-    let seed = format!("{}:{}", nodes[0].name(), nodes[0].cluster_port);
     for n in &nodes[1..] {
-        ok(n, &["stop_app"]);
-        ok(n, &["join_cluster", &seed]);
-        ok(n, &["start_app"]);
+        join(n, &nodes[0]);
     }
     wait_for(SETTLE, "three running nodes", || {
         (running_nodes(&nodes[0]) == 3).then_some(())

@@ -422,22 +422,8 @@ impl Queue {
         if st.replica.contains_key(&id) {
             return 0;
         }
-        let (epoch, seg, offset) = match &self.journal {
-            Some(j) if msg.persistent() => {
-                let at = j.enqueue(
-                    &self.key,
-                    id,
-                    &msg.exchange,
-                    &msg.routing_key,
-                    &msg.raw_properties,
-                    &msg.body,
-                );
-                (at.epoch, Some(at.segment), at.offset)
-            }
-            _ => (0, None, 0),
-        };
+        let (epoch, seg, offset) = self.journal_enqueue(id, &msg);
         let priority = msg.properties.priority().unwrap_or(0);
-        let size = msg.body_size() as u32;
         let mut e = Entry {
             id,
             msg,
@@ -451,25 +437,9 @@ impl Queue {
         };
         // A mirror needs the body only if it is promoted: a journalled message is read back
         // then, and beyond `IN_MEMORY` a transient one is paged out as the leader would.
-        if let (Some(j), true) = (
-            &self.pager,
-            seg.is_none() && st.replica.len() >= super::ready::IN_MEMORY,
-        ) {
-            let m = &e.msg;
-            let at = j.page_out(
-                &self.key,
-                id,
-                &m.exchange,
-                &m.routing_key,
-                &m.raw_properties,
-                &m.body,
-            );
-            e.seg = Some(at.segment);
-            e.offset = at.offset;
-        }
-        if e.seg.is_some() {
-            e.paged = Some(size);
-            e.msg = Ready::placeholder();
+        let beyond_memory = st.replica.len() >= super::ready::IN_MEMORY;
+        if let (Some(j), true) = (&self.pager, seg.is_some() || beyond_memory) {
+            super::ready::page_out(j, &self.key, &mut e);
         }
         st.replica.insert(id, e);
         epoch

@@ -505,20 +505,7 @@ impl Queue {
     fn push(&self, st: &mut QueueState, msg: Arc<Message>, now: Instant, redelivered: bool) -> u64 {
         let id = st.next_id;
         st.next_id += 1;
-        let (sync, seg, offset) = match &self.journal {
-            Some(j) if msg.persistent() => {
-                let at = j.enqueue(
-                    &self.key,
-                    id,
-                    &msg.exchange,
-                    &msg.routing_key,
-                    &msg.raw_properties,
-                    &msg.body,
-                );
-                (at.epoch, Some(at.segment), at.offset)
-            }
-            _ => (0, None, 0),
-        };
+        let (sync, seg, offset) = self.journal_enqueue(id, &msg);
         let per_message = msg
             .properties
             .expiration()
@@ -552,6 +539,25 @@ impl Queue {
             }
         }
         replicated.unwrap_or(sync)
+    }
+
+    /// Journals a persistent message of a durable queue: (epoch to wait for, segment,
+    /// offset), or nothing to wait for.
+    fn journal_enqueue(&self, id: u64, msg: &Message) -> (u64, Option<u32>, u64) {
+        match &self.journal {
+            Some(j) if msg.persistent() => {
+                let at = j.enqueue(
+                    &self.key,
+                    id,
+                    &msg.exchange,
+                    &msg.routing_key,
+                    &msg.raw_properties,
+                    &msg.body,
+                );
+                (at.epoch, Some(at.segment), at.offset)
+            }
+            _ => (0, None, 0),
+        }
     }
 
     /// Puts messages recovered from the journal back (marked redelivered: they may have been

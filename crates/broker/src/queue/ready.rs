@@ -100,22 +100,7 @@ impl Ready {
         let l = self.level_of(&e);
         if let Some((journal, key)) = &self.pager {
             if e.paged.is_none() && self.levels[l].len() >= IN_MEMORY {
-                if e.seg.is_none() {
-                    let m = &e.msg;
-                    let at = journal.page_out(
-                        key,
-                        e.id,
-                        &m.exchange,
-                        &m.routing_key,
-                        &m.raw_properties,
-                        &m.body,
-                    );
-                    e.seg = Some(at.segment);
-                    e.offset = at.offset;
-                }
-                let size = e.msg.body_size() as u32;
-                e.paged = Some(size);
-                e.msg = placeholder();
+                let size = page_out(journal, key, &mut e);
                 let paged = (e.seg, e.offset, size);
                 self.levels[l].push_back(e);
                 return Some(paged);
@@ -201,6 +186,29 @@ impl Ready {
     }
 }
 
+/// Pages an entry out to `journal` (where a persistent message already is; a transient one
+/// as a record that recovery ignores) and leaves the placeholder in its place; returns its
+/// body size.
+pub fn page_out(journal: &Journal, key: &str, e: &mut Entry) -> u32 {
+    if e.seg.is_none() {
+        let m = &e.msg;
+        let at = journal.page_out(
+            key,
+            e.id,
+            &m.exchange,
+            &m.routing_key,
+            &m.raw_properties,
+            &m.body,
+        );
+        e.seg = Some(at.segment);
+        e.offset = at.offset;
+    }
+    let size = e.msg.body_size() as u32;
+    e.paged = Some(size);
+    e.msg = placeholder();
+    size
+}
+
 /// Reads a paged-out entry's message back from `journal`; `None` (logged) if its record
 /// cannot be read.
 pub fn read_back(journal: &Journal, mut e: Entry) -> Option<Entry> {
@@ -225,14 +233,12 @@ pub fn read_back(journal: &Journal, mut e: Entry) -> Option<Entry> {
                 ..
             },
         ) => {
-            let decoded = warren_amqp::content::decode_properties(&properties)?;
-            e.msg = Arc::new(Message {
+            e.msg = Arc::new(Message::from_parts(
                 exchange,
                 routing_key,
-                raw_properties: properties,
-                properties: decoded,
+                properties,
                 body,
-            });
+            )?);
             e.paged = None;
             Some(e)
         }

@@ -48,7 +48,7 @@ const PULL_PREFETCH: u16 = 500;
 const TAG_BITS: u32 = 40;
 const RETRY: Duration = Duration::from_millis(500);
 /// How soon a forwarding link tries a home node again (failover needs it short).
-const FAILED_CONNECT_RETRY: Duration = Duration::from_millis(100);
+const FAILED_CONNECT_RETRY: Duration = Duration::from_millis(50);
 
 /// What becomes of a message taken from the home node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

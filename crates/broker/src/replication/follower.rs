@@ -109,16 +109,11 @@ async fn follow(b: &Arc<Broker>, q: &Arc<Queue>, home: &str) -> Result<(), Strin
                     properties,
                     body,
                 } => {
-                    let Some(decoded) = warren_amqp::content::decode_properties(&properties) else {
+                    let Some(msg) = Message::from_parts(exchange, routing_key, properties, body)
+                    else {
                         return Err(format!("unreadable properties for message {id}"));
                     };
-                    let msg = Arc::new(Message {
-                        exchange,
-                        routing_key,
-                        raw_properties: properties,
-                        properties: decoded,
-                        body,
-                    });
+                    let msg = Arc::new(msg);
                     epoch = epoch.max(q.replica_enqueue(id, msg));
                     last_seq = last_seq.max(seq);
                 }

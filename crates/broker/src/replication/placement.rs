@@ -230,13 +230,13 @@ pub fn locate(b: &Broker, vhost: &str, name: &str, arguments: &Value, exclusive:
     }
 }
 
-/// The metadata leader's loop: every queue's placement is checked ten times a second (a
-/// failover waits for the next check).
+/// The metadata leader's loop: every queue's placement is checked ten times a second, and at
+/// once when a member is seen down (a refused heartbeat or ping).
 pub async fn reconcile(broker: Weak<Broker>) {
     let mut leading = false;
     loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
         let Some(b) = broker.upgrade() else { return };
+        b.placement_woken(Duration::from_millis(100)).await;
         let Some(m) = b.metadata() else { continue };
         if m.is_leader() != leading {
             leading = !leading;
