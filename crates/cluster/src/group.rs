@@ -138,9 +138,9 @@ impl Group {
         let log = LogStore::open(&data_dir.join("raft.redb"))?;
         let config = Config {
             cluster_name: "warren".into(),
-            heartbeat_interval: 75,
-            election_timeout_min: 300,
-            election_timeout_max: 600,
+            heartbeat_interval: 60,
+            election_timeout_min: 200,
+            election_timeout_max: 400,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
             ..Default::default()
         }
