@@ -56,6 +56,9 @@ impl std::error::Error for FrameError {}
 ///
 /// `frame_max` is the whole-frame limit (header + payload + end octet) as negotiated in
 /// `connection.tune`; 0 means "no limit beyond u32".
+/// Frames above this size make the read buffer grow by several frames at a time.
+const LARGE_FRAME: usize = 16 * 1024;
+
 pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, FrameError> {
     if buf.len() < 7 {
         return Ok(None);
@@ -74,7 +77,15 @@ pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, Frame
     }
     let total = 7 + size as usize + 1;
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        // A reallocation copies the partial frame; with room for several large frames at
+        // once, a stream of them is copied once per few frames instead of about once each
+        // (the old buffer cannot be reused: message bodies are slices of it).
+        let room = if total > LARGE_FRAME {
+            total * 8
+        } else {
+            total
+        };
+        buf.reserve(room - buf.len());
         return Ok(None);
     }
     let end = buf[total - 1];
