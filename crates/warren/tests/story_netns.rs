@@ -10,9 +10,6 @@
 //!
 //! Each step is a function; a failure names the step and why, and prints the timeline so far
 //! and every log. Needs root and iproute2; without them it prints one line and passes.
-//!
-//! `WARREN_STORY_WITHOUT_MIRRORING=1` runs the story with the mirrored-queue assertions
-//! skipped (marked so in the timeline): the LB, VRRP and reconnect steps still run.
 
 #[path = "../../broker/tests/common/mod.rs"]
 mod common;
@@ -364,7 +361,6 @@ fn client<T: Send + 'static>(
 
 struct Story {
     lab: Lab,
-    mirroring: bool,
     timeline: Vec<(String, Duration, String)>,
     published: usize,
     confirmed: BTreeSet<usize>,
@@ -679,22 +675,11 @@ fn mirror_synchronised(s: &mut Story) -> Result<String, String> {
     let want = s.confirmed.len() as u64;
     let p = poll("one synchronised mirror", WAIT, || {
         let p = placement(0)?;
-        if !s.mirroring {
-            return (!p.leader.is_empty())
-                .then_some(p.clone())
-                .ok_or(format!("{p:?}"));
-        }
         (p.synced.len() == 1 && p.mirrors.len() == 1 && p.messages == want)
             .then_some(p.clone())
             .ok_or(format!("{p:?}"))
     })?;
     s.old_leader = Some(broker_index(&p.leader)?);
-    if !s.mirroring {
-        return Ok(format!(
-            "leader {} (mirror assertions skipped: no mirroring)",
-            p.leader
-        ));
-    }
     s.old_mirror = Some(broker_index(&p.synced[0])?);
     Ok(format!(
         "leader {}, synchronised mirror {}, {} messages",
@@ -728,9 +713,6 @@ fn lb_marks_down(s: &mut Story) -> Result<String, String> {
 }
 
 fn new_leader_and_mirror(s: &mut Story) -> Result<String, String> {
-    if !s.mirroring {
-        return Ok("skipped: no mirroring".into());
-    }
     let old = s.old_leader.ok_or("no leader recorded")?;
     let mirror = s.old_mirror.ok_or("no mirror recorded")?;
     let spare = (0..3)
@@ -769,7 +751,6 @@ fn vrrp_failover(s: &mut Story) -> Result<String, String> {
 
 fn consume(s: &mut Story) -> Result<String, String> {
     let want = s.confirmed.len();
-    let mirroring = s.mirroring;
     // Reconnecting may take a few tries while the VIP settles, as a client would retry.
     let (bodies, left) = poll("a connection through the VIP", WAIT, || {
         client(move || {
@@ -779,10 +760,6 @@ fn consume(s: &mut Story) -> Result<String, String> {
                         .await
                         .map_err(|e| format!("reconnect to the VIP: {e}"))?;
                 let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
-                if !mirroring {
-                    let _ = conn.close(200, "done".into()).await;
-                    return Ok((Vec::new(), 0));
-                }
                 ch.basic_qos(200, BasicQosOptions::default())
                     .await
                     .map_err(|e| e.to_string())?;
@@ -832,9 +809,6 @@ fn consume(s: &mut Story) -> Result<String, String> {
             })
         })
     })?;
-    if !mirroring {
-        return Ok("reconnected through the VIP (consume skipped: no mirroring)".into());
-    }
     s.consumed = bodies.len();
     s.consumed_unique = bodies
         .iter()
@@ -871,7 +845,6 @@ fn story_three_brokers_two_lbs_vip_failover_no_confirmed_message_lost() {
     let lab = Lab::new().unwrap_or_else(|e| panic!("step 0 'hosts' failed: {e}"));
     let mut s = Story {
         lab,
-        mirroring: std::env::var_os("WARREN_STORY_WITHOUT_MIRRORING").is_none(),
         timeline: vec![(
             "hosts: 6 namespaces on 198.18.0.0/24".into(),
             started.elapsed(),
