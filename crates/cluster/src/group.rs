@@ -306,13 +306,30 @@ impl Group {
 
     /// Sends a membership request to the leader (or handles it here when we lead).
     pub async fn ask_leader(&self, req: Value) -> Result<Value, String> {
+        let settled = |v: &Value| v["retry"].as_bool() != Some(true) && !is_not_leader(v);
         for _ in 0..50 {
             if self.metrics().current_leader == Some(self.id) {
-                return Ok(self.handle_cluster(&req).await);
-            }
-            if let Some(v) = self.forward_to_leader(&req).await {
-                if v["retry"].as_bool() != Some(true) {
+                let v = self.handle_cluster(&req).await;
+                if settled(&v) {
                     return Ok(v);
+                }
+            } else if let Some(v) = self.forward_to_leader(&req).await {
+                if settled(&v) {
+                    return Ok(v);
+                }
+            }
+            // This node's view of the leader is missing or stale (e.g. it restarted as the
+            // leader of a past term after leaving the voter set): ask every other member;
+            // only the leader can act, the others say so.
+            for (p, _) in self.members() {
+                if p.name == self.me.name {
+                    continue;
+                }
+                let call = call_once(&p.addr, &self.cookie, &self.me.name, &req);
+                if let Ok(Ok(v)) = tokio::time::timeout(Duration::from_secs(2), call).await {
+                    if settled(&v) {
+                        return Ok(v);
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -381,6 +398,14 @@ impl Group {
             .collect();
         out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         out
+    }
+
+    /// Whether this node is a voter in the membership it has applied.
+    pub fn is_voter(&self) -> bool {
+        self.metrics()
+            .membership_config
+            .voter_ids()
+            .any(|id| id == self.id)
     }
 
     pub fn leader(&self) -> Option<String> {
@@ -486,6 +511,13 @@ async fn ping_members(group: std::sync::Weak<Group>) {
             let _ = p.await;
         }
     }
+}
+
+/// An answer from a node that is not the leader (openraft's "forward to leader").
+fn is_not_leader(v: &Value) -> bool {
+    v["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("has to forward request"))
 }
 
 fn result(r: Result<(), String>) -> Value {

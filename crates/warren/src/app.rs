@@ -134,7 +134,19 @@ impl App {
                     None => group.ask_leader(req.clone()).await,
                 };
                 match r {
-                    Ok(v) if v["ok"].as_bool() == Some(true) => break,
+                    // Done only once this node sees itself among the voters: a node that
+                    // wrongly believed it led (restarted as the leader of a past term) can
+                    // answer "ok" to a join it never committed.
+                    Ok(v) if v["ok"].as_bool() == Some(true) => {
+                        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+                        while !group.is_voter() && tokio::time::Instant::now() < deadline {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        if group.is_voter() {
+                            break;
+                        }
+                        tracing::info!("joining the cluster: not a voter yet; asking again");
+                    }
                     Ok(v) if v["retry"].as_bool() == Some(true) => {}
                     Ok(v) => tracing::warn!("joining the cluster: {}", v["error"]),
                     Err(e) => tracing::debug!("joining the cluster: {e}"),

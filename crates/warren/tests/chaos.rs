@@ -251,22 +251,23 @@ async fn consumer(sh: Arc<Shared>, preferred: usize) {
         };
         // One connection, new channels while it lives: a consume refused while the queue
         // has no leader (404) closes only the channel.
+        // Every call is bounded: a node going down mid-call must not hang the consumer.
+        let bounded = Duration::from_secs(5);
         while conn.status().connected() && !sh.stop_consuming.load(Ordering::Relaxed) {
-            let Ok(ch) = conn.create_channel().await else {
+            let Ok(Ok(ch)) = tokio::time::timeout(bounded, conn.create_channel()).await else {
                 break;
             };
-            if ch.basic_qos(50, BasicQosOptions::default()).await.is_err() {
+            let qos = ch.basic_qos(50, BasicQosOptions::default());
+            if !matches!(tokio::time::timeout(bounded, qos).await, Ok(Ok(()))) {
                 continue;
             }
-            let consumed = ch
-                .basic_consume(
-                    QUEUE.into(),
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await;
-            let Ok(mut stream) = consumed else {
+            let consume = ch.basic_consume(
+                QUEUE.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            );
+            let Ok(Ok(mut stream)) = tokio::time::timeout(bounded, consume).await else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
@@ -297,7 +298,10 @@ async fn consumer(sh: Arc<Shared>, preferred: usize) {
                     }
                     *n += 1;
                 }
-                if d.ack(BasicAckOptions::default()).await.is_err() {
+                if !matches!(
+                    tokio::time::timeout(bounded, d.ack(BasicAckOptions::default())).await,
+                    Ok(Ok(_))
+                ) {
                     break;
                 }
             }

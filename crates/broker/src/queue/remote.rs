@@ -260,6 +260,14 @@ async fn forward_loop(
     let mut unconfirmed: VecDeque<(u64, Forward)> = VecDeque::new();
     let mut resend: VecDeque<Forward> = VecDeque::new();
     loop {
+        // With nothing to send, (re)connect only once something arrives: a node that is down
+        // for good is not dialled forever.
+        if resend.is_empty() && unconfirmed.is_empty() {
+            match rx.recv().await {
+                Some(f) => resend.push_back(f),
+                None => return,
+            }
+        }
         let Some(b) = broker.upgrade() else { return };
         let mut client = match connect(&b, &home, &vhost).await {
             Ok(c) => c,
