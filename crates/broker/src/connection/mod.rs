@@ -239,9 +239,8 @@ impl Connection {
         let mut shutdown = self.env.broker.shutdown_signal();
         let mut paused = self.env.broker.paused();
         let mut forced = self.env.live.close_requests();
-        let internal = self.env.session.user == crate::auth::INTERNAL_USER;
         let mut journal = self.env.broker.journal().map(|j| {
-            if internal {
+            if confirms_for_peer(&self.env.session.user) {
                 j.synced_for_peers()
             } else {
                 j.synced()
@@ -592,12 +591,17 @@ impl Connection {
 /// for each other forever (see `Journal::synced_for_peers`); a client waits for everything.
 fn confirmable_epoch(broker: &Broker, user: &str) -> u64 {
     broker.journal().map_or(u64::MAX, |j| {
-        if user == crate::auth::INTERNAL_USER {
+        if confirms_for_peer(user) {
             j.synced_for_peers_epoch()
         } else {
             j.synced_epoch()
         }
     })
+}
+
+/// Whether this session is another node's (or this node's own) internal link.
+fn confirms_for_peer(user: &str) -> bool {
+    user == crate::auth::INTERNAL_USER
 }
 
 /// A channel-level error closes the channel (the client answers `close-ok`); a

@@ -149,7 +149,7 @@ impl Shipping {
             e.seg = seg;
             e.offset = offset;
             e.paged = Some(size);
-            e.msg = Ready::placeholder();
+            e.msg = super::ready::placeholder();
         }
     }
 
@@ -188,15 +188,18 @@ impl Shipping {
                 .any(|l| !l.is_closed() && l.counting.load(Ordering::Acquire))
     }
 
+    /// What `node`'s open link has acknowledged (0 without one: an in-sync replica that is
+    /// not connected holds confirms up until it is left out).
+    fn acked(&self, node: &str) -> u64 {
+        self.links
+            .iter()
+            .find(|l| l.node == node && !l.is_closed())
+            .map_or(0, |l| l.acked.load(Ordering::Acquire))
+    }
+
     /// The lowest sequence number every counted replica has acknowledged.
     fn acked_by_all(&self) -> u64 {
-        let link = |n: &str| {
-            self.links
-                .iter()
-                .find(|l| l.node == n && !l.is_closed())
-                .map_or(0, |l| l.acked.load(Ordering::Acquire))
-        };
-        let in_sync = self.in_sync.iter().map(|n| link(n));
+        let in_sync = self.in_sync.iter().map(|n| self.acked(n));
         let counting = self
             .links
             .iter()
@@ -236,16 +239,10 @@ impl Shipping {
         if since.elapsed() < lag {
             return Vec::new();
         }
-        let acked = |n: &str| {
-            self.links
-                .iter()
-                .find(|l| l.node == n && !l.is_closed())
-                .map_or(0, |l| l.acked.load(Ordering::Acquire))
-        };
         let mut out: Vec<(String, bool)> = self
             .in_sync
             .iter()
-            .filter(|n| acked(n) < seq)
+            .filter(|n| self.acked(n) < seq)
             .map(|n| (n.clone(), true))
             .collect();
         for l in &self.links {

@@ -32,7 +32,7 @@ pub struct Ready {
 }
 
 /// What a paged-out entry holds instead of its message (one shared empty message).
-fn placeholder() -> Arc<Message> {
+pub(super) fn placeholder() -> Arc<Message> {
     static EMPTY: OnceLock<Arc<Message>> = OnceLock::new();
     EMPTY
         .get_or_init(|| {
@@ -108,11 +108,6 @@ impl Ready {
         }
         self.levels[l].push_back(e);
         None
-    }
-
-    /// The placeholder a paged-out entry holds instead of its message.
-    pub fn placeholder() -> Arc<Message> {
-        placeholder()
     }
 
     /// Puts an entry back where its id says it belongs (requeue).
