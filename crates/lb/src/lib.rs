@@ -4,7 +4,8 @@
 //! `file:line`, exit 1, nothing started), bind every listener and stats socket (so "address in
 //! use" is reported to the invoking shell), daemonise if asked (`fork` must precede any runtime
 //! thread), write the pid file, then build the tokio runtime and serve. Once serving, `-sf`/`-st`
-//! processes are signalled so they hand the ports over (`SO_REUSEPORT` lets both bind at once).
+//! processes are signalled so they let go of the ports; their listening sockets were taken over
+//! before binding (`takeover`), so both processes accept from the same kernel sockets.
 
 pub mod balance;
 pub mod check;
@@ -16,6 +17,7 @@ pub mod proxy;
 pub mod socket;
 pub mod state;
 pub mod stats;
+pub mod takeover;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -79,6 +81,13 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         .global
         .nbthread
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // The processes we replace hand over their listening sockets, so nothing queued on them
+    // is lost when they stop (see `takeover`); what they do not offer is bound afresh.
+    let mut inherited = takeover::take(&[&cli.soft_stop[..], &cli.hard_stop[..]].concat());
+    let taken: usize = inherited.values().map(Vec::len).sum();
+    if taken > 0 && !cli.quiet {
+        eprintln!("[NOTICE] took over {taken} listening sockets from the old process");
+    }
     let mut listeners = Vec::new();
     for (i, p) in cfg.proxies.iter().enumerate() {
         let copies = if p.is_stats() { 1 } else { threads };
@@ -89,7 +98,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             .enumerate()
         {
             let (k, b) = (b.0 % copies, b.1);
-            match proxy::bind(b.addr) {
+            let taken = inherited.get_mut(&b.addr).and_then(Vec::pop);
+            match taken.map_or_else(|| proxy::bind(b.addr), Ok) {
                 Ok(l) => listeners.push((i, k, l)),
                 Err(e) => {
                     eprintln!(
@@ -101,6 +111,22 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
                     return ExitCode::from(1);
                 }
             }
+        }
+    }
+    // Inherited sockets beyond our own copies still hold queued connections: accept from them
+    // too (spread over the threads); those of binds no longer configured are closed.
+    for (addr, rest) in inherited {
+        let Some((i, p)) = cfg
+            .proxies
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.binds.iter().any(|b| b.addr == addr))
+        else {
+            continue;
+        };
+        let copies = if p.is_stats() { 1 } else { threads };
+        for (j, l) in rest.into_iter().enumerate() {
+            listeners.push((i, j % copies, l));
         }
     }
     let pidfile = cli.pidfile.clone().or_else(|| cfg.global.pidfile.clone());
@@ -163,6 +189,8 @@ async fn serve(
         .iter()
         .map(|p| Arc::new(tokio::sync::Semaphore::new(p.frontend_maxconn as usize)))
         .collect();
+    let offered = takeover::offer_list(listeners.iter().map(|(_, _, l)| l));
+    tokio::spawn(takeover::serve(offered.clone()));
     let mut per_thread: std::collections::BTreeMap<usize, Vec<(usize, std::net::TcpListener)>> =
         Default::default();
     for (i, k, l) in listeners {
@@ -242,6 +270,7 @@ async fn serve(
         }
     }
     // Soft stop: close listeners, let sessions finish, then exit (SIGTERM cuts it short).
+    takeover::withdraw(&offered);
     rt.stopping.store(true, Relaxed);
     let _ = stop_tx.send(true);
     for p in &rt.proxies {

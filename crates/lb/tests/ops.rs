@@ -642,6 +642,12 @@ fn takeovers_under_load_lose_no_connection() {
         std::thread::sleep(Duration::from_millis(300));
         let pid = current.child.id().to_string();
         let next = Lb::start(&cfg, fe, &["-sf", &pid]);
+        // Sharing the old process's sockets is what keeps its queued connections alive.
+        wait_until(
+            "the new process takes the sockets over",
+            Duration::from_secs(10),
+            || next.log().contains("took over"),
+        );
         old_ones.push(std::mem::replace(&mut current, next));
     }
     std::thread::sleep(Duration::from_millis(300));

@@ -77,9 +77,9 @@ pub async fn accept_loop(
         };
         start_session(&rt, &fe, sock, peer, [g, f]);
     }
-    // Soft stop. Connections the kernel already queued on this listener would be reset when it
-    // closes; take them first (the new process's listeners get every later one). With
-    // `net.ipv4.tcp_migrate_req = 1` the kernel would hand them over by itself.
+    // Soft stop. A new process normally shares this socket (`takeover`) and accepts whatever
+    // stays queued on it; when none took it over (a plain SIGUSR1, or an old binary), the
+    // connections the kernel already queued would be reset on close: take them first.
     let Ok(listener) = listener.into_std() else {
         return;
     };
