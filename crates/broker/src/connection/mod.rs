@@ -39,6 +39,10 @@ const READ_CHUNK: usize = 64 * 1024;
 const FLOW_PAUSE_MAX: Duration = Duration::from_millis(200);
 /// How many frames a connection processes before letting other tasks on its worker run.
 const YIELD_EVERY_FRAMES: usize = 1024;
+/// How many payload bytes likewise: large bodies are then delivered while they are still in
+/// the core's cache (the copy into the consumer's socket is most of the cost of a large
+/// message, and it is faster from L2 than from memory).
+const YIELD_EVERY_BYTES: usize = 256 * 1024;
 
 /// Serves one accepted socket until it closes.
 pub async fn serve(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
@@ -248,12 +252,13 @@ impl Connection {
         });
         let mut alarms = self.env.broker.alarms();
         let mut blocked = false;
-        let mut frames_since_yield = 0usize;
+        let (mut frames_since_yield, mut bytes_since_yield) = (0usize, 0usize);
         loop {
             loop {
                 match frame::decode(buf, self.env.session.frame_max) {
                     Ok(Some(f)) => {
                         frames_since_yield += 1;
+                        bytes_since_yield += f.payload.len();
                         match self.handle_frame(f) {
                             Ok(true) => {}
                             Ok(false) => return End::Closed,
@@ -285,11 +290,11 @@ impl Connection {
                     q.wait_for_flow_to_clear(FLOW_PAUSE_MAX).await;
                 }
             }
-            if frames_since_yield >= YIELD_EVERY_FRAMES {
+            if frames_since_yield >= YIELD_EVERY_FRAMES || bytes_since_yield >= YIELD_EVERY_BYTES {
                 // A publisher that always has input would otherwise keep its worker for a
                 // whole coop budget (~128 reads, 100k+ messages), starving the consumers'
                 // acks and deliveries queued behind it on the same worker.
-                frames_since_yield = 0;
+                (frames_since_yield, bytes_since_yield) = (0, 0);
                 tokio::task::yield_now().await;
             }
             let synced = self.env.synced_epoch();

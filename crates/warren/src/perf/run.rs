@@ -280,9 +280,12 @@ async fn produce(
     let started = Instant::now();
     let mut seq: u64 = 0;
     let mut out = Outgoing::new();
+    // At most 256 messages and about 256 KiB per write: the few bodies a batch reuses then stay
+    // in the core's cache, and copying them into the socket is most of a large message's cost.
+    let by_bytes = (256 * 1024 / a.size.max(1) as u64).clamp(1, 256);
     let batch_max: u64 = match window {
-        Some(w) => (w as u64).clamp(1, 256),
-        None => 256,
+        Some(w) => (w as u64).clamp(1, by_bytes),
+        None => by_bytes,
     };
     while !stop.load(Ordering::Relaxed) && (a.pmessages == 0 || seq < a.pmessages) {
         let mut batch = batch_max;
