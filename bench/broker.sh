@@ -6,11 +6,15 @@
 # generator never competes with it. Durability settings are the same for both: queues are
 # declared durable and messages persistent only in the persistent row.
 #
-# Usage: bench/broker.sh [seconds per row, default 10]
+# This VM's throughput varies by ±15% from one run to the next (and tail latency more), so each
+# row runs REPEATS times, alternating the brokers, and the table shows each broker's median run.
+#
+# Usage: bench/broker.sh [seconds per row, default 10] [repeats, default 3]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 secs=${1:-10}
+repeats=${2:-3}
 source "$here/rabbitmq.sh"
 rabbitmq_ensure_installed
 ulimit -n 65536 2>/dev/null || ulimit -n 16384 2>/dev/null || true
@@ -93,17 +97,25 @@ start_warren() {
   for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$WARREN_PORT) 2>/dev/null && break; sleep 0.1; done
 }
 
-echo "Running ${#rows[@]} rows × 2 brokers × ${secs}s ($pinning)..." >&2
+# The median of "a b" pairs (one per line), by the second field (received / p99).
+median_by_2nd() { sort -n -k2,2 | awk '{ v[NR] = $0 } END { print v[int((NR + 1) / 2)] }'; }
+
+echo "Running ${#rows[@]} rows × 2 brokers × ${repeats} runs × ${secs}s ($pinning)..." >&2
 for i in "${!rows[@]}"; do
   flags=${rows[$i]#*|}
-  # A fresh broker per row, so no row inherits another's queues or memory.
-  start_warren
-  W[$i]=$(run_row $WARREN_PORT $flags)
-  kill $WARREN_PID; wait $WARREN_PID 2>/dev/null || true
-  rabbitmq_start "$work/rabbit" $RABBIT_PORT
-  R[$i]=$(run_row $RABBIT_PORT $flags)
-  rabbitmq_stop
-  echo "  done: ${rows[$i]%%|*}: warren ${W[$i]} / rabbitmq ${R[$i]}" >&2
+  wruns="" rruns=""
+  for _ in $(seq "$repeats"); do
+    # A fresh broker per run, so no run inherits another's queues or memory.
+    start_warren
+    wruns+="$(run_row $WARREN_PORT $flags)"$'\n'
+    kill $WARREN_PID; wait $WARREN_PID 2>/dev/null || true
+    rabbitmq_start "$work/rabbit" $RABBIT_PORT
+    rruns+="$(run_row $RABBIT_PORT $flags)"$'\n'
+    rabbitmq_stop
+  done
+  W[$i]=$(printf '%s' "$wruns" | median_by_2nd)
+  R[$i]=$(printf '%s' "$rruns" | median_by_2nd)
+  echo "  done: ${rows[$i]%%|*}: warren runs $(printf '%s' "$wruns" | awk '{print $2}' | xargs) / rabbitmq runs $(printf '%s' "$rruns" | awk '{print $2}' | xargs)" >&2
 done
 # Latency at half of RabbitMQ's throughput (so neither broker is saturated), for the
 # transient manual-ack row and the persistent confirm row.
@@ -114,13 +126,18 @@ for i in "${lat_rows[@]}"; do
   LRATE[$i]=$(( ${rr:-0} / 2 ))
   [ "${LRATE[$i]}" -gt 0 ] || LRATE[$i]=1000
   flags=${rows[$i]#*|}
-  start_warren
-  LW[$i]=$(latency_row $WARREN_PORT "${LRATE[$i]}" $flags)
-  kill $WARREN_PID; wait $WARREN_PID 2>/dev/null || true
-  rabbitmq_start "$work/rabbit" $RABBIT_PORT
-  LR[$i]=$(latency_row $RABBIT_PORT "${LRATE[$i]}" $flags)
-  rabbitmq_stop
-  echo "  done: latency ${rows[$i]%%|*} at ${LRATE[$i]} msg/s: warren ${LW[$i]} / rabbitmq ${LR[$i]}" >&2
+  wruns="" rruns=""
+  for _ in $(seq "$repeats"); do
+    start_warren
+    wruns+="$(latency_row $WARREN_PORT "${LRATE[$i]}" $flags)"$'\n'
+    kill $WARREN_PID; wait $WARREN_PID 2>/dev/null || true
+    rabbitmq_start "$work/rabbit" $RABBIT_PORT
+    rruns+="$(latency_row $RABBIT_PORT "${LRATE[$i]}" $flags)"$'\n'
+    rabbitmq_stop
+  done
+  LW[$i]=$(printf '%s' "$wruns" | median_by_2nd)
+  LR[$i]=$(printf '%s' "$rruns" | median_by_2nd)
+  echo "  done: latency ${rows[$i]%%|*} at ${LRATE[$i]} msg/s: warren p99 runs $(printf '%s' "$wruns" | awk '{print $2}' | xargs) / rabbitmq p99 runs $(printf '%s' "$rruns" | awk '{print $2}' | xargs)" >&2
 done
 start_warren
 w_idle=$(idle_row $WARREN_PORT $WARREN_PID)
@@ -131,7 +148,7 @@ rabbitmq_stop
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f×", a / b; else print "n/a" }'; }
 echo
-echo "Warren $("$warren" --version | awk '{print $2}') vs RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), $(date -u +%Y-%m-%d), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), ${secs}s per row, $pinning"
+echo "Warren $("$warren" --version | awk '{print $2}') vs RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?'), $(date -u +%Y-%m-%d), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), median of ${repeats} runs of ${secs}s per row, $pinning"
 echo
 echo "| scenario | Warren msg/s (sent / received) | RabbitMQ msg/s (sent / received) | ratio (received) |"
 echo "|---|---|---|---|"
