@@ -1,5 +1,5 @@
 //! HAProxy's command line, as far as `warren lb` supports it: `-f FILE` (repeatable), `-c`,
-//! `-D`, `-db`, `-p PIDFILE`, `-sf PID...`, `-st PID...`, `-q`, `-v`. Anything else is refused
+//! `-D`, `-db`, `-p PIDFILE`, `-sf PID...`, `-st PID...`, `-W`, `-Ws`, `-q`, `-v`. Anything else is refused
 //! with a usage message rather than ignored.
 
 use std::ffi::OsString;
@@ -16,9 +16,13 @@ pub struct Cli {
     pub hard_stop: Vec<i32>,
     pub quiet: bool,
     pub version: bool,
+    /// `-W`/`-Ws`: run as a master that supervises and reloads a worker (`master`).
+    pub master_worker: bool,
+    /// `-Ws`: also tell systemd when the first worker serves (`Type=notify`).
+    pub systemd_notify: bool,
 }
 
-pub const USAGE: &str = "usage: warren lb -f <cfgfile> [-f <cfgfile>...] [-c] [-D] [-db] [-p <pidfile>] [-q] [-v] [-sf|-st <pid>...]\n\
+pub const USAGE: &str = "usage: warren lb -f <cfgfile> [-f <cfgfile>...] [-c] [-D] [-db] [-p <pidfile>] [-q] [-v] [-W|-Ws] [-sf|-st <pid>...]\n\
   -f file : read configuration from file (several allowed, read in order)\n\
   -c      : check the configuration and exit\n\
   -D      : daemonise (also 'daemon' in 'global')\n\
@@ -26,6 +30,8 @@ pub const USAGE: &str = "usage: warren lb -f <cfgfile> [-f <cfgfile>...] [-c] [-
   -p file : write the process id to file\n\
   -sf pid : after startup, ask these processes to finish (SIGUSR1: soft stop)\n\
   -st pid : after startup, terminate these processes (SIGTERM)\n\
+  -W      : master-worker mode: SIGUSR2 to the master reloads the configuration\n\
+  -Ws     : master-worker mode with systemd notification (Type=notify)\n\
   -q      : quiet (no warnings)\n\
   -v      : print the version";
 
@@ -70,8 +76,11 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, String> {
                     c.hard_stop.extend(pids)
                 }
             }
-            "-W" | "-Ws" | "-S" | "-x" | "-L" | "-N" | "-d" | "-dM" | "-de" | "-dp" | "-dS"
-            | "-dr" => return Err(format!("option '{a}' is not supported by warren lb")),
+            "-W" => c.master_worker = true,
+            "-Ws" => (c.master_worker, c.systemd_notify) = (true, true),
+            "-S" | "-x" | "-L" | "-N" | "-d" | "-dM" | "-de" | "-dp" | "-dS" | "-dr" => {
+                return Err(format!("option '{a}' is not supported by warren lb"))
+            }
             other if other.starts_with("-f") && other.len() > 2 => {
                 c.files.push(PathBuf::from(&other[2..]))
             }
@@ -102,13 +111,16 @@ mod tests {
         assert_eq!(c.pidfile, Some(PathBuf::from("/tmp/x.pid")));
         assert_eq!(p("-f a -st 5").unwrap().hard_stop, [5]);
         assert_eq!(p("-f a -sf").unwrap().soft_stop, Vec::<i32>::new());
+        let ws = p("-Ws -f a").unwrap();
+        assert!(ws.master_worker && ws.systemd_notify);
+        assert!(p("-W -f a").unwrap().master_worker && !p("-W -f a").unwrap().systemd_notify);
     }
 
     #[test]
     fn refusals() {
         assert!(p("").is_err());
         assert!(p("-f").is_err());
-        assert!(p("-f a -W").is_err());
+        assert!(p("-f a -S /run/master.sock").is_err());
         assert!(p("-f a --bogus").is_err());
     }
 }

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod logger;
+pub mod master;
 pub mod proxy;
 pub mod socket;
 pub mod state;
@@ -57,6 +58,14 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     if cli.check {
         println!("Configuration file is valid");
         return ExitCode::SUCCESS;
+    }
+
+    if (cli.master_worker || cfg.global.master_worker.is_some()) && !master::is_worker() {
+        if let Some(code) = detach(&cli, &cfg) {
+            return code;
+        }
+        let exit_on_failure = cfg.global.master_worker != Some(false);
+        return master::run(cli, exit_on_failure);
     }
 
     // Stats sockets first: once a TCP port answers, the sockets are there too.
@@ -129,32 +138,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             listeners.push((i, j % copies, l));
         }
     }
-    let pidfile = cli.pidfile.clone().or_else(|| cfg.global.pidfile.clone());
-    let daemon = (cli.daemon || cfg.global.daemon) && !cli.foreground;
-    logger::set_foreground(!daemon);
-    if daemon {
-        match daemon::daemonise() {
-            Err(e) => {
-                eprintln!("[ALERT] cannot fork: {e}");
-                return ExitCode::from(1);
-            }
-            Ok(daemon::Forked::Parent(child)) => {
-                if let Some(p) = &pidfile {
-                    if let Err(e) = daemon::write_pidfile(p, child) {
-                        eprintln!("[ALERT] cannot create pidfile {}: {e}", p.display());
-                        daemon::signal(&[child], libc::SIGTERM);
-                        return ExitCode::from(1);
-                    }
-                }
-                return ExitCode::SUCCESS;
-            }
-            Ok(daemon::Forked::Child) => {}
-        }
-    } else if let Some(p) = &pidfile {
-        if let Err(e) = daemon::write_pidfile(p, std::process::id() as i32) {
-            eprintln!("[ALERT] cannot create pidfile {}: {e}", p.display());
-            return ExitCode::from(1);
-        }
+    if let Some(code) = detach(&cli, &cfg) {
+        return code;
     }
 
     // The first thread's event loop also runs health checks, the stats page and the socket.
@@ -172,6 +157,42 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     // Do not wait for sessions still running after a hard stop.
     runtime.shutdown_timeout(Duration::from_millis(100));
     code
+}
+
+/// Daemonises if asked and writes the pid file (none of it in a master's worker: the master
+/// did). `Some(code)` means this process is done (the parent of a fork, or an error).
+fn detach(cli: &cli::Cli, cfg: &config::Config) -> Option<ExitCode> {
+    if master::is_worker() {
+        return None;
+    }
+    let pidfile = cli.pidfile.clone().or_else(|| cfg.global.pidfile.clone());
+    let daemon = (cli.daemon || cfg.global.daemon) && !cli.foreground;
+    logger::set_foreground(!daemon);
+    if daemon {
+        match daemon::daemonise() {
+            Err(e) => {
+                eprintln!("[ALERT] cannot fork: {e}");
+                return Some(ExitCode::from(1));
+            }
+            Ok(daemon::Forked::Parent(child)) => {
+                if let Some(p) = &pidfile {
+                    if let Err(e) = daemon::write_pidfile(p, child) {
+                        eprintln!("[ALERT] cannot create pidfile {}: {e}", p.display());
+                        daemon::signal(&[child], libc::SIGTERM);
+                        return Some(ExitCode::from(1));
+                    }
+                }
+                return Some(ExitCode::SUCCESS);
+            }
+            Ok(daemon::Forked::Child) => {}
+        }
+    } else if let Some(p) = &pidfile {
+        if let Err(e) = daemon::write_pidfile(p, std::process::id() as i32) {
+            eprintln!("[ALERT] cannot create pidfile {}: {e}", p.display());
+            return Some(ExitCode::from(1));
+        }
+    }
+    None
 }
 
 async fn serve(

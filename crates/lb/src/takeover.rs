@@ -87,6 +87,11 @@ pub async fn serve(offered: Offered) {
     }
 }
 
+/// Whether process `pid` serves (its offer answers): how a master knows a new worker is up.
+pub fn is_serving(pid: u32) -> bool {
+    name(pid).and_then(|a| UnixStream::connect_addr(&a)).is_ok()
+}
+
 /// Withdraws the offer: called before the accept loops close their copies.
 pub fn withdraw(offered: &Offered) {
     offered.lock().unwrap().take();

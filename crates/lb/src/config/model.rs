@@ -31,6 +31,9 @@ pub struct Global {
     /// Worker threads (`nbthread`); default: one per CPU, as HAProxy 2.x.
     pub nbthread: Option<usize>,
     pub daemon: bool,
+    /// `master-worker` in `global`: `Some(true)`, or `Some(false)` with `no-exit-on-failure`
+    /// (the master outlives a failed worker and waits for a reload).
+    pub master_worker: Option<bool>,
     pub pidfile: Option<PathBuf>,
     pub stats_sockets: Vec<StatsSocket>,
     /// `log` targets of `global`; proxies with `log global` use them.

@@ -39,7 +39,6 @@ const IGNORED_GLOBAL: &[&str] = &[
     "node",
     "description",
     "hard-stop-after",
-    "master-worker",
     "log-send-hostname",
     "log-tag",
     "ssl-default-bind-ciphers",
@@ -235,6 +234,15 @@ impl Parser {
             "log" => g.logs.push(super::logtarget::parse(&w[1..])?),
             "maxconn" => g.maxconn = Some(parse_int(arg(w, 1)?, "maxconn", 1, 1_000_000)? as u32),
             "daemon" => g.daemon = true,
+            "master-worker" => match w.get(1).map(String::as_str) {
+                None => g.master_worker = Some(true),
+                Some("no-exit-on-failure") => g.master_worker = Some(false),
+                Some(other) => {
+                    return Err(format!(
+                        "'master-worker' only supports 'no-exit-on-failure' option, not '{other}'"
+                    ))
+                }
+            },
             "nbthread" => g.nbthread = Some(parse_int(arg(w, 1)?, "nbthread", 1, 256)? as usize),
             "quiet" | "zero-warning" => {}
             "pidfile" => g.pidfile = Some(PathBuf::from(arg(w, 1)?)),
