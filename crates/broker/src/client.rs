@@ -8,7 +8,7 @@
 //! confirms by hand. It speaks PLAIN login, one channel, publish, consume, ack.
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use warren_amqp::frame::{self, Frame, FRAME_METHOD};
@@ -140,9 +140,9 @@ pub struct Writer {
 
 impl Writer {
     pub async fn write(&mut self, out: &mut Outgoing) -> Result<(), Error> {
-        for chunk in out.take() {
-            self.wr.write_all(&chunk).await?;
-        }
+        // One writev for a whole batch: a write per chunk cost two small sends per message
+        // (frames, then the body) and made the load generator, not the broker, the limit.
+        crate::connection::wire::write_chunks(&mut self.wr, out.take()).await?;
         Ok(())
     }
 }

@@ -152,7 +152,9 @@ impl Wire {
     }
 }
 
-async fn write_chunks<W: tokio::io::AsyncWrite + Unpin>(
+/// Writes every chunk with as few `writev` calls as the socket allows (at most `MAX_IOVECS`
+/// chunks per call); the broker's writer and the client library (`warren perf`) share it.
+pub(crate) async fn write_chunks<W: tokio::io::AsyncWrite + Unpin>(
     sink: &mut W,
     mut chunks: std::collections::VecDeque<Bytes>,
 ) -> std::io::Result<()> {
