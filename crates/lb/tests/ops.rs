@@ -1,5 +1,5 @@
 //! End-to-end tests of operations and the data path: limits, queues, timeouts, retries, PROXY
-//! protocol, logging, the stats socket, daemonising and takeover (`-sf`/`-st`).
+//! protocol, logging, the stats socket, daemonising and `-st` (reloads: `reload.rs`).
 
 mod common;
 use common::*;
@@ -145,43 +145,6 @@ fn send_proxy_v1_announces_the_client() {
         "{first:?}"
     );
     assert!(first.contains(&format!(" {fe}\r\n")), "{first:?}");
-}
-
-#[test]
-fn sf_takes_over_and_old_process_drains() {
-    let (fe, b1) = (free_port(), free_port());
-    let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
-    let cfg =
-        format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n");
-    let mut old = Lb::start(&cfg, fe, &[]);
-    // A session through the old process, which must survive its soft stop.
-    let mut held = TcpStream::connect(("127.0.0.1", fe)).unwrap();
-    held.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut buf = [0u8; 3];
-    held.read_exact(&mut buf).unwrap();
-    let pid = old.child.id().to_string();
-    let _new = Lb::start(&cfg, fe, &["-sf", &pid]);
-    wait_until(
-        "old process stops listening",
-        Duration::from_secs(10),
-        || old.log().contains("stopped"),
-    );
-    assert!(
-        old.child.try_wait().unwrap().is_none(),
-        "old process exited while a session was open"
-    );
-    held.write_all(b"ping").unwrap();
-    let mut echo = [0u8; 4];
-    held.read_exact(&mut echo).unwrap();
-    assert_eq!(&echo, b"ping");
-    drop(held);
-    wait_until(
-        "old process exits after its last session",
-        Duration::from_secs(10),
-        || old.child.try_wait().unwrap().is_some(),
-    );
-    assert_eq!(ask(fe), "s1");
 }
 
 #[test]
