@@ -52,13 +52,13 @@ impl std::fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
+/// Frames above this size make the read buffer grow by several frames at a time.
+const LARGE_FRAME: usize = 16 * 1024;
+
 /// Splits frames out of `buf`. Returns `Ok(None)` when more bytes are needed.
 ///
 /// `frame_max` is the whole-frame limit (header + payload + end octet) as negotiated in
 /// `connection.tune`; 0 means "no limit beyond u32".
-/// Frames above this size make the read buffer grow by several frames at a time.
-const LARGE_FRAME: usize = 16 * 1024;
-
 pub fn decode(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, FrameError> {
     if buf.len() < 7 {
         return Ok(None);

@@ -97,9 +97,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     if taken > 0 && !cli.quiet {
         eprintln!("[NOTICE] took over {taken} listening sockets from the old process");
     }
+    let copies_of = |p: &config::Proxy| if p.is_stats() { 1 } else { threads };
     let mut listeners = Vec::new();
     for (i, p) in cfg.proxies.iter().enumerate() {
-        let copies = if p.is_stats() { 1 } else { threads };
+        let copies = copies_of(p);
         for b in p
             .binds
             .iter()
@@ -133,9 +134,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         else {
             continue;
         };
-        let copies = if p.is_stats() { 1 } else { threads };
         for (j, l) in rest.into_iter().enumerate() {
-            listeners.push((i, j % copies, l));
+            listeners.push((i, j % copies_of(p), l));
         }
     }
     if let Some(code) = detach(&cli, &cfg) {

@@ -65,12 +65,13 @@ struct Workers {
 }
 
 impl Workers {
-    /// Starts a worker that takes over from `replacing` and waits until it serves. `None` when
-    /// it could not start or exited first (the caller keeps what it had).
+    /// Starts a worker that takes over from the processes in `soft` (`-sf`) and `hard` (`-st`)
+    /// and waits until it serves. `None` when it could not start or exited first (the caller
+    /// keeps what it had).
     async fn start(
         &mut self,
-        replacing: &[i32],
-        hard: bool,
+        soft: &[i32],
+        hard: &[i32],
         exited_rx: &mut mpsc::Receiver<Exited>,
     ) -> Option<i32> {
         let mut args: Vec<OsString> = vec!["lb".into(), "-db".into()];
@@ -81,9 +82,11 @@ impl Workers {
             args.push("-f".into());
             args.push(f.into());
         }
-        if !replacing.is_empty() {
-            args.push(if hard { "-st" } else { "-sf" }.into());
-            args.extend(replacing.iter().map(|p| OsString::from(p.to_string())));
+        for (flag, pids) in [("-sf", soft), ("-st", hard)] {
+            if !pids.is_empty() {
+                args.push(flag.into());
+                args.extend(pids.iter().map(|p| OsString::from(p.to_string())));
+            }
         }
         let mut child = match Command::new(&self.exe)
             .args(&args)
@@ -135,13 +138,13 @@ impl Workers {
         let how = code.map_or("was killed by a signal".to_string(), |c| {
             format!("exited with code {c}")
         });
-        if self.current == Some(pid) && !self.stopping {
-            self.current = None;
-            eprintln!("[ALERT] (master) : Current worker ({pid}) {how}.");
-        } else if self.current == Some(pid) {
-            eprintln!("[NOTICE] (master) : Worker ({pid}) {how}.");
-        } else {
-            eprintln!("[NOTICE] (master) : Former worker ({pid}) {how}.");
+        match (self.current == Some(pid), self.stopping) {
+            (true, false) => {
+                self.current = None;
+                eprintln!("[ALERT] (master) : Current worker ({pid}) {how}.");
+            }
+            (true, true) => eprintln!("[NOTICE] (master) : Worker ({pid}) {how}."),
+            (false, _) => eprintln!("[NOTICE] (master) : Former worker ({pid}) {how}."),
         }
     }
 
@@ -170,13 +173,9 @@ async fn supervise(cli: Cli, exit_on_failure: bool) -> ExitCode {
         current: None,
         stopping: false,
     };
-    let (first_soft, first_hard) = (w.cli.soft_stop.clone(), w.cli.hard_stop.clone());
-    let (replacing, hard) = if first_hard.is_empty() {
-        (first_soft, false)
-    } else {
-        (first_hard, true)
-    };
-    w.current = w.start(&replacing, hard, &mut exited_rx).await;
+    // The first worker replaces what the master's own command line names.
+    let (soft, hard) = (w.cli.soft_stop.clone(), w.cli.hard_stop.clone());
+    w.current = w.start(&soft, &hard, &mut exited_rx).await;
     if w.current.is_none() {
         eprintln!("[ALERT] (master) the first worker did not start.");
         return ExitCode::from(1);
@@ -238,7 +237,7 @@ async fn reload(w: &mut Workers, exited_rx: &mut mpsc::Receiver<Exited>) {
         return;
     }
     let replacing: Vec<i32> = w.current.into_iter().collect();
-    match w.start(&replacing, false, exited_rx).await {
+    match w.start(&replacing, &[], exited_rx).await {
         Some(pid) => {
             w.current = Some(pid);
             eprintln!("[NOTICE] (master) : Loading success.");

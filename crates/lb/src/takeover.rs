@@ -14,7 +14,7 @@
 //! loops drain, so a socket nobody took over leaves the kernel's group at once).
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
@@ -24,6 +24,9 @@ use std::time::Duration;
 
 /// SCM_RIGHTS carries at most 253 descriptors per message (SCM_MAX_FD).
 const FDS_PER_MESSAGE: usize = 200;
+/// What a taker sends first. A peer that sends nothing (a master checking that its worker
+/// serves) gets nothing: the sockets are only duplicated for a real takeover.
+const TAKE: u8 = b'T';
 
 /// Listening sockets this process offers; `None` once it stops.
 pub type Offered = Arc<Mutex<Option<Vec<(SocketAddr, TcpListener)>>>>;
@@ -40,7 +43,8 @@ pub fn offer_list<'a>(listeners: impl Iterator<Item = &'a TcpListener>) -> Offer
     Arc::new(Mutex::new(Some(dups)))
 }
 
-/// Serves the offer on `@warren-lb.<pid>.listeners` until the list is withdrawn.
+/// Serves the offer on `@warren-lb.<pid>.listeners` for the life of the process (after
+/// `withdraw`, a taker receives nothing).
 pub async fn serve(offered: Offered) {
     let listener = match name(std::process::id()).and_then(|a| UnixListener::bind_addr(&a)) {
         Ok(l) => l,
@@ -66,18 +70,25 @@ pub async fn serve(offered: Offered) {
             Ok(c) if c.uid() == me || c.uid() == 0 => {}
             _ => continue,
         }
-        // Duplicates again, so a withdrawal while sending cannot close what is being sent.
-        let batch: Vec<(SocketAddr, OwnedFd)> = match offered.lock().unwrap().as_ref() {
-            Some(list) => list
-                .iter()
-                .filter_map(|(a, l)| Some((*a, OwnedFd::from(l.try_clone().ok()?))))
-                .collect(),
-            None => return,
-        };
         let Ok(peer) = peer.into_std() else { continue };
+        let offered = offered.clone();
         tokio::task::spawn_blocking(move || {
             let _ = peer.set_nonblocking(false);
+            let _ = peer.set_read_timeout(Some(Duration::from_secs(5)));
             let _ = peer.set_write_timeout(Some(Duration::from_secs(5)));
+            let mut request = [0u8];
+            if !matches!((&peer).read(&mut request), Ok(1) if request[0] == TAKE) {
+                return;
+            }
+            // Duplicates again, so a withdrawal while sending cannot close what is being sent;
+            // once withdrawn, nothing is offered.
+            let batch: Vec<(SocketAddr, OwnedFd)> = match offered.lock().unwrap().as_ref() {
+                Some(list) => list
+                    .iter()
+                    .filter_map(|(a, l)| Some((*a, OwnedFd::from(l.try_clone().ok()?))))
+                    .collect(),
+                None => return,
+            };
             for chunk in batch.chunks(FDS_PER_MESSAGE) {
                 if send(&peer, chunk).is_err() {
                     return;
@@ -88,6 +99,7 @@ pub async fn serve(offered: Offered) {
 }
 
 /// Whether process `pid` serves (its offer answers): how a master knows a new worker is up.
+/// It connects and sends nothing, so nothing is duplicated or sent.
 pub fn is_serving(pid: u32) -> bool {
     name(pid).and_then(|a| UnixStream::connect_addr(&a)).is_ok()
 }
@@ -107,6 +119,9 @@ pub fn take(pids: &[i32]) -> HashMap<SocketAddr, Vec<TcpListener>> {
             continue;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        if (&stream).write_all(&[TAKE]).is_err() {
+            continue;
+        }
         while let Ok(Some(batch)) = receive(&stream) {
             for (a, l) in batch {
                 out.entry(a).or_default().push(l);

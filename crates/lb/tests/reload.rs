@@ -10,6 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A frontend on `fe` with one server, `name`, on `port`.
+fn one_server(fe: u16, name: &str, port: u16) -> String {
+    format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server {name} 127.0.0.1:{port}\n")
+}
+
 /// Clients that connect in a loop through the frontend and read the backend's name line.
 struct ConnectLoop {
     stop: Arc<AtomicBool>,
@@ -74,8 +79,7 @@ impl ConnectLoop {
 fn sf_takes_over_and_old_process_drains() {
     let (fe, b1) = (free_port(), free_port());
     let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
-    let cfg =
-        format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n");
+    let cfg = one_server(fe, "s1", b1);
     let mut old = Lb::start(&cfg, fe, &[]);
     // A session through the old process, which must survive its soft stop.
     let mut held = TcpStream::connect(("127.0.0.1", fe)).unwrap();
@@ -111,8 +115,7 @@ fn sf_takes_over_and_old_process_drains() {
 fn takeovers_under_load_lose_no_connection() {
     let (fe, b1) = (free_port(), free_port());
     let _a = Backend::start(b1, "s1", Behaviour::NameEcho);
-    let cfg =
-        format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n");
+    let cfg = one_server(fe, "s1", b1);
     let mut current = Lb::start(&cfg, fe, &[]);
     let clients = ConnectLoop::start(fe, 2);
     let mut old_ones = Vec::new();
@@ -142,13 +145,8 @@ fn master_worker_reloads_on_sigusr2_without_losing_a_connection() {
     let (fe, b1, b2) = (free_port(), free_port(), free_port());
     let _s1 = Backend::start(b1, "s1", Behaviour::NameEcho);
     let _s2 = Backend::start(b2, "s2", Behaviour::NameEcho);
-    let only = |name: &str, port: u16| {
-        format!(
-            "{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server {name} 127.0.0.1:{port}\n"
-        )
-    };
     let master = Lb::start(
-        &format!("global\n    master-worker\n{}", only("s1", b1)),
+        &format!("global\n    master-worker\n{}", one_server(fe, "s1", b1)),
         fe,
         &[],
     );
@@ -162,7 +160,7 @@ fn master_worker_reloads_on_sigusr2_without_losing_a_connection() {
     // Reload onto a configuration that sends everything to s2, twice.
     std::fs::write(
         &cfg,
-        format!("global\n    master-worker\n{}", only("s2", b2)),
+        format!("global\n    master-worker\n{}", one_server(fe, "s2", b2)),
     )
     .unwrap();
     for n in 1..=2 {
@@ -213,8 +211,7 @@ fn master_worker_reloads_on_sigusr2_without_losing_a_connection() {
 fn master_exits_when_its_worker_dies_so_systemd_restarts_it() {
     let (fe, b1) = (free_port(), free_port());
     let _s1 = Backend::start(b1, "s1", Behaviour::NameEcho);
-    let cfg =
-        format!("{DEFAULTS}listen px\n    bind 127.0.0.1:{fe}\n    server s1 127.0.0.1:{b1}\n");
+    let cfg = one_server(fe, "s1", b1);
     let mut master = Lb::start(&cfg, fe, &["-W"]);
     let worker_pid = || -> Option<i32> {
         let log = master.log();
